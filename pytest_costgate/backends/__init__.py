@@ -1,0 +1,95 @@
+"""The backend Protocol and registry: built-ins by lazy dotted path, third parties by entry point."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Union
+
+from ..errors import BackendError
+from ..yamlsrc import did_you_mean
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
+
+ENTRY_POINT_GROUP = "costgate.backends"
+BUILTIN: dict[str, str] = {
+    "openai": "pytest_costgate.backends.openai:OpenAIBackend",
+    "python": "pytest_costgate.backends.python:PythonBackend",
+}
+
+Prompt = Union[str, tuple[Mapping[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One replayed prompt: text (completions) or messages (chat), and generation params."""
+
+    id: str
+    prompt: Prompt
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend measured for one request; `error` set means it failed for good."""
+
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    token_source: str = "tokenizer"  # usage | engine | tokenizer
+    ttft_ms: float | None = None
+    e2e_ms: float | None = None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """What costgate needs of a model: replay one request, describe where it ran."""
+
+    OPTIONS: ClassVar[frozenset[str]]
+
+    def complete(self, request: Request) -> Completion: ...
+
+    def fingerprint(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+def _available() -> dict[str, str]:
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def backend_class(name: str) -> Any:
+    """Import the class registered under `name`; LookupError lists what exists."""
+    available = _available()
+    if name not in available:
+        raise LookupError(f"unknown backend '{name}'.{did_you_mean(name, available)} Available: "
+                          f"{', '.join(sorted(available))} (third parties register under the "
+                          f"'{ENTRY_POINT_GROUP}' entry point group).")
+    module, _, attr = available[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"backend '{name}' is registered as {available[name]} but cannot be imported: "
+                          f"{exc}") from None
+
+
+def backend_options(name: str) -> frozenset[str]:
+    """The config keys a backend accepts besides backend/tokenizer/pricing."""
+    return frozenset(backend_class(name).OPTIONS)
+
+
+def create_backend(spec: ModelSpec) -> Backend:
+    """Instantiate the backend for a model; construction errors become BackendError."""
+    cls = backend_class(spec.backend)
+    try:
+        return cls(spec)  # type: ignore[no-any-return]
+    except BackendError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party backend can raise anything
+        raise BackendError(f"{spec.where}: backend '{spec.backend}' failed to start: "
+                           f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,349 @@
+"""costgate.yaml -> frozen, validated values. Errors name file, line, field and the fix."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
+from .yamlsrc import Key, Located, did_you_mean, load_yaml
+
+DEFAULT_THRESHOLDS: Mapping[str, MetricRule] = MappingProxyType({
+    "cost_per_request": MetricRule(warn=parse_threshold("cost_per_request", "+1%"),
+                                   fail=parse_threshold("cost_per_request", "+10%")),
+    "monthly_cost": MetricRule(warn=parse_threshold("monthly_cost", "+1%"),
+                               fail=parse_threshold("monthly_cost", "+10%")),
+    "input_tokens_mean": MetricRule(warn=parse_threshold("input_tokens_mean", "+0%")),
+    "output_tokens_mean": MetricRule(warn=parse_threshold("output_tokens_mean", "+0%")),
+    "error_rate": MetricRule(fail=parse_threshold("error_rate", "+0%")),
+})
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Which tokenizer counts tokens: a tiktoken encoding (maybe from a local file) or tokenizer.json."""
+
+    encoding: str | None = None
+    file: Path | None = None
+    tokenizer_json: Path | None = None
+    per_message: int = 3
+    per_name: int = 1
+    reply_priming: int = 3
+
+
+@dataclass(frozen=True)
+class TokenPrice:
+    """API pricing in USD per million tokens."""
+
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    cached_input_per_1m: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class GpuPrice:
+    """GPU pricing: an instance's USD per hour turned into USD per request."""
+
+    usd_per_hour: Decimal
+    mode: str = "measured"  # measured | configured
+    concurrency: int = 1
+    latency_s: Decimal | None = None
+    utilization: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str
+    options: Mapping[str, Any]
+    tokenizer: TokenizerSpec
+    pricing: TokenPrice | GpuPrice | None
+    where: str
+    base_dir: Path
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A text template file, or a chat template: (role, source, origin) triples."""
+
+    text: Path | None = None
+    chat: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    model: ModelSpec
+    prompts: Path
+    template: TemplateSpec | None
+    params: Mapping[str, Any]
+    requests_per_month: Decimal | None
+    tokens_only: bool
+    thresholds: Mapping[str, MetricRule]
+    max_error_rate: Decimal
+    warmup: int
+    where: str
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    baseline: Path
+    suites: tuple[SuiteSpec, ...]
+    price_source: str | None = None
+    price_date: str | None = None
+    on_missing_baseline: str = "pass"
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+
+    def suite(self, name: str) -> SuiteSpec:
+        return next(s for s in self.suites if s.name == name)
+
+
+class _Reader:
+    """Typed access to the YAML tree that turns every mistake into a located ConfigError."""
+
+    def __init__(self, src: Located) -> None:
+        self.src = src
+        self.base = src.path.parent
+
+    def fail(self, key: Key, message: str) -> ConfigError:
+        return ConfigError(f"{self.src.where(key)}: {message}")
+
+    def value(self, key: Key) -> Any:
+        node: Any = self.src.data
+        for part in key:
+            node = node[part]
+        return node
+
+    def mapping(self, key: Key, allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        node = self.value(key)
+        if not isinstance(node, dict):
+            raise self.fail(key, f"expected a mapping of {', '.join(sorted(allowed))}, got {_kind(node)}.")
+        for name in node:
+            if name not in allowed:
+                raise self.fail(key + (name,), f"unknown key '{name}'.{did_you_mean(str(name), allowed)} "
+                                f"Allowed here: {', '.join(sorted(allowed))}.")
+        for name in required:
+            if name not in node:
+                raise self.fail(key, f"missing required key '{name}'.")
+        return node
+
+    def string(self, key: Key, choices: tuple[str, ...] = ()) -> str:
+        node = self.value(key)
+        if not isinstance(node, str) or not node.strip():
+            raise self.fail(key, f"expected a non-empty string, got {_kind(node)}.")
+        if choices and node not in choices:
+            raise self.fail(key, f"'{node}' is not one of {', '.join(choices)}.{did_you_mean(node, choices)}")
+        return node
+
+    def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False) -> Decimal:
+        node = self.value(key)
+        try:
+            if isinstance(node, bool) or not isinstance(node, (int, float, str)):
+                raise InvalidOperation
+            number = Decimal(str(node).replace("_", "").replace(",", ""))
+        except InvalidOperation:
+            raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
+        if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):
+            what = "a whole number" if integer else "a number"
+            raise self.fail(key, f"expected {what} >= {minimum}, got {node}.")
+        return number
+
+    def boolean(self, key: Key) -> bool:
+        node = self.value(key)
+        if not isinstance(node, bool):
+            raise self.fail(key, f"expected true or false, got {_kind(node)}.")
+        return node
+
+    def path(self, key: Key, what: str) -> Path:
+        path = (self.base / self.string(key)).resolve()
+        if not path.is_file():
+            raise self.fail(key, f"{what} '{path}' does not exist. Fix the path (relative to "
+                            f"{self.base}) or create the file.")
+        return path
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"'{node}'", bool: f"{node}".lower()}.get(
+        type(node), repr(node))
+
+
+TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline"})
+MODEL = frozenset({"backend", "tokenizer", "pricing"})
+SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
+                   "tokens_only", "thresholds", "max_error_rate", "warmup"})
+DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only"})
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a costgate.yaml."""
+    src = load_yaml(path, "costgate config", ConfigError)
+    if src.data is None:
+        raise ConfigError(f"{path}: the config is empty. Start from the README's quickstart example.")
+    r = _Reader(src)
+    top = r.mapping((), TOP, required=("models", "suites"))
+    if "version" in top and top["version"] != 1:
+        raise r.fail(("version",), f"unsupported version {top['version']!r}; this costgate reads version 1.")
+    pricing = r.mapping(("pricing",), {"source", "date"}) if "pricing" in top else {}
+    defaults = r.mapping(("defaults",), DEFAULTS) if "defaults" in top else {}
+    default_rules = _rules(r, ("defaults", "thresholds"), DEFAULT_THRESHOLDS) if "thresholds" in defaults else DEFAULT_THRESHOLDS
+    models_node = r.value(("models",))
+    if not isinstance(models_node, dict) or not models_node:
+        raise r.fail(("models",), "expected a mapping of model names to model settings.")
+    models = {str(name): _model(r, str(name)) for name in models_node}
+    suites_node = r.value(("suites",))
+    if not isinstance(suites_node, dict) or not suites_node:
+        raise r.fail(("suites",), "expected a mapping of suite names to suite settings.")
+    suites = tuple(_suite(r, str(name), models, defaults, default_rules) for name in suites_node)
+    baseline = src.path.parent / (r.string(("baseline",)) if "baseline" in top else "costgate-baseline.json")
+    return Config(
+        path=src.path,
+        baseline=baseline.resolve(),
+        suites=suites,
+        price_source=str(pricing["source"]) if "source" in pricing else None,
+        price_date=str(pricing["date"]) if "date" in pricing else None,
+        on_missing_baseline=r.string(("on_missing_baseline",), ("pass", "fail")) if "on_missing_baseline" in top else "pass",
+        models=MappingProxyType(models),
+    )
+
+
+def _model(r: _Reader, name: str) -> ModelSpec:
+    from .backends import backend_options
+
+    key: Key = ("models", name)
+    node = r.value(key)
+    if not isinstance(node, dict) or "backend" not in node:
+        raise r.fail(key, "each model needs 'backend:' (openai, python, onnx or a plugin's name).")
+    backend = r.string(key + ("backend",))
+    try:
+        allowed = backend_options(backend)
+    except LookupError as exc:
+        raise r.fail(key + ("backend",), str(exc)) from None
+    r.mapping(key, MODEL | allowed)
+    options = {k: v for k, v in node.items() if k not in MODEL}
+    return ModelSpec(
+        name=name, backend=backend, options=MappingProxyType(options),
+        tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else TokenizerSpec(encoding="cl100k_base"),
+        pricing=_pricing(r, key + ("pricing",)) if "pricing" in node else None,
+        where=r.src.where(key), base_dir=r.base,
+    )
+
+
+def _tokenizer(r: _Reader, key: Key) -> TokenizerSpec:
+    if isinstance(r.value(key), str):
+        return TokenizerSpec(encoding=r.string(key))
+    node = r.mapping(key, {"encoding", "file", "tokenizer_json", "per_message", "per_name", "reply_priming"})
+    if ("encoding" in node) == ("tokenizer_json" in node):
+        raise r.fail(key, "give either 'encoding' (a tiktoken name, optionally with 'file:' a local "
+                     ".tiktoken) or 'tokenizer_json' (a Hugging Face tokenizer.json path).")
+    if "file" in node and "encoding" not in node:
+        raise r.fail(key + ("file",), "'file' needs 'encoding' naming the tiktoken encoding it holds.")
+    hf = "tokenizer_json" in node
+    counts = {k: int(r.number(key + (k,), integer=True)) for k in ("per_message", "per_name", "reply_priming") if k in node}
+    return TokenizerSpec(
+        encoding=r.string(key + ("encoding",)) if "encoding" in node else None,
+        file=r.path(key + ("file",), "tiktoken file") if "file" in node else None,
+        tokenizer_json=r.path(key + ("tokenizer_json",), "tokenizer.json") if hf else None,
+        **{"per_message": 0, "per_name": 0, "reply_priming": 0, **counts} if hf else counts,  # type: ignore[arg-type]
+    )
+
+
+def _pricing(r: _Reader, key: Key) -> TokenPrice | GpuPrice:
+    node = r.value(key)
+    if isinstance(node, dict) and "usd_per_hour" in node:
+        r.mapping(key, {"usd_per_hour", "mode", "concurrency", "latency_s", "utilization"})
+        price = GpuPrice(
+            usd_per_hour=r.number(key + ("usd_per_hour",)),
+            mode=r.string(key + ("mode",), ("measured", "configured")) if "mode" in node else "measured",
+            concurrency=int(r.number(key + ("concurrency",), Decimal(1), integer=True)) if "concurrency" in node else 1,
+            latency_s=r.number(key + ("latency_s",)) if "latency_s" in node else None,
+            utilization=r.number(key + ("utilization",)) if "utilization" in node else Decimal(1),
+        )
+        if not 0 < price.utilization <= 1:
+            raise r.fail(key + ("utilization",), "expected a fraction in (0, 1], e.g. 0.8.")
+        return price
+    r.mapping(key, {"input_per_1m", "output_per_1m", "cached_input_per_1m", "usd_per_hour"},
+              required=("input_per_1m", "output_per_1m"))
+    return TokenPrice(
+        input_per_1m=r.number(key + ("input_per_1m",)),
+        output_per_1m=r.number(key + ("output_per_1m",)),
+        cached_input_per_1m=r.number(key + ("cached_input_per_1m",)) if "cached_input_per_1m" in node else None,
+    )
+
+
+def _rules(r: _Reader, key: Key, inherited: Mapping[str, MetricRule]) -> Mapping[str, MetricRule]:
+    node = r.mapping(key, frozenset(METRICS))
+    rules = dict(inherited)
+    for metric, value in node.items():
+        mkey = key + (metric,)
+        if value in ("off", False, None):
+            rules.pop(metric, None)
+            continue
+        levels = r.mapping(mkey, frozenset(LEVELS)) if isinstance(value, dict) else {"fail": value}
+        parsed = {}
+        for level, text in levels.items():
+            try:
+                parsed[level] = parse_threshold(metric, text)
+            except ValueError as exc:
+                raise r.fail(mkey + ((level,) if isinstance(value, dict) else ()), f"{exc}.") from None
+        rules[metric] = MetricRule(**parsed)
+    return MappingProxyType(rules)
+
+
+def _template(r: _Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None:
+    if "template" in node and "chat_template" in node:
+        raise r.fail(key, "give either 'template' (text) or 'chat_template' (messages), not both.")
+    if "template" in node:
+        return TemplateSpec(text=r.path(key + ("template",), "template"))
+    if "chat_template" not in node:
+        return None
+    items = r.value(key + ("chat_template",))
+    if not isinstance(items, list) or not items:
+        raise r.fail(key + ("chat_template",), "expected a list of {role, template: FILE} or {role, text: JINJA}.")
+    chat = []
+    for i, _ in enumerate(items):
+        ikey = key + ("chat_template", i)
+        item = r.mapping(ikey, {"role", "template", "text"}, required=("role",))
+        role = r.string(ikey + ("role",))
+        if ("template" in item) == ("text" in item):
+            raise r.fail(ikey, "each message needs exactly one of 'template' (a file) or 'text' (inline Jinja).")
+        if "template" in item:
+            path = r.path(ikey + ("template",), "template")
+            chat.append((role, path.read_text(encoding="utf-8"), str(path)))
+        else:
+            chat.append((role, str(r.value(ikey + ("text",))), f"{r.src.path} ({r.src.where(ikey)})"))
+    return TemplateSpec(chat=tuple(chat))
+
+
+def _suite(r: _Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict[str, Any],
+           default_rules: Mapping[str, MetricRule]) -> SuiteSpec:
+    key: Key = ("suites", name)
+    node = r.mapping(key, SUITE, required=("model", "prompts"))
+    model = r.string(key + ("model",))
+    if model not in models:
+        raise r.fail(key + ("model",), f"no model named '{model}' under models:.{did_you_mean(model, models)}")
+    params = r.value(key + ("params",)) if "params" in node else {}
+    if not isinstance(params, dict):
+        raise r.fail(key + ("params",), "expected a mapping of generation parameters (max_tokens, temperature, ...).")
+
+    def setting(name: str) -> Key | None:
+        return key + (name,) if name in node else (("defaults", name) if name in defaults else None)
+
+    err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
+    return SuiteSpec(
+        name=name, model=models[model],
+        prompts=r.path(key + ("prompts",), "prompt set"),
+        template=_template(r, key, node),
+        params=MappingProxyType(dict(params)),
+        requests_per_month=r.number(key + ("requests_per_month",)) if "requests_per_month" in node else None,
+        tokens_only=r.boolean(tok) if tok else False,
+        thresholds=_rules(r, key + ("thresholds",), default_rules) if "thresholds" in node else default_rules,
+        max_error_rate=r.number(err) if err else Decimal(0),
+        warmup=int(r.number(warm, integer=True)) if warm else 0,
+        where=r.src.where(key),
+    )

@@ -1,0 +1,34 @@
+"""The exception tree: every message names the object, the place and the fix."""
+from __future__ import annotations
+
+
+class CostgateError(Exception):
+    """Base of every error costgate reports to a user (never shown as a traceback)."""
+
+
+class ConfigError(CostgateError):
+    """costgate.yaml is missing, malformed or inconsistent."""
+
+
+class PromptSetError(CostgateError):
+    """A prompt set file is missing or has a bad record."""
+
+
+class TemplateError(CostgateError):
+    """A Jinja2 template failed to load or render."""
+
+
+class TokenizerError(CostgateError):
+    """An encoding or tokenizer could not be loaded."""
+
+
+class BackendError(CostgateError):
+    """A backend could not be created or a request failed for good."""
+
+
+class BaselineError(CostgateError):
+    """The baseline file is unreadable or of another schema."""
+
+
+class GitHubError(CostgateError):
+    """The GitHub API refused or failed a request."""

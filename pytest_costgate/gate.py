@@ -1,0 +1,145 @@
+"""One suite end to end, without pytest: prompts -> render -> tokens -> replay -> price -> verdict."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from .backends import Request, create_backend
+from .baseline import comparable, environment
+from .config import Config, GpuPrice, SuiteSpec
+from .measure import PromptResult, aggregate, replay, subset, tokens_only
+from .pricing import describe
+from .prompts import load_prompt_set
+from .render import PromptRenderer
+from .thresholds import METRICS
+from .tokens import TokenCounter, load_counter
+from .verdict import SuiteVerdict, error_limit, judge
+
+NOISY_COST = ("cost_per_request", "monthly_cost")
+
+
+def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, tokens_only_mode: bool) -> dict[str, Any]:
+    """Measure one suite and judge it against the baseline; returns its costgate/1 suite entry."""
+    prompt_set = load_prompt_set(spec.prompts)
+    renderer = PromptRenderer(spec.template)
+    counter = load_counter(spec.model.tokenizer)
+    rendered = [renderer.render(record) for record in prompt_set.records]
+    counts = _count(counter, rendered)
+    base_suite = (baseline or {}).get("suites", {}).get(spec.name)
+    base_results = _results(base_suite)
+    price = spec.model.pricing
+    mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
+    load_s = wall_s = 0.0
+    if mode == "tokens-only":
+        results = [
+            tokens_only(r.id, r.weight, n, base_results.get(r.id),
+                        counter.count(r.reference) if r.reference is not None else None, price)
+            for r, n in zip(prompt_set.records, counts)
+        ]
+        fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
+    else:
+        started = time.perf_counter()
+        backend = create_backend(spec.model)
+        load_s = time.perf_counter() - started
+        try:
+            requests = [(Request(r.id, prompt, spec.params), n, r.weight)
+                        for r, prompt, n in zip(prompt_set.records, rendered, counts)]
+            results, wall_s = replay(backend, requests, counter, price, spec.warmup)
+            fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
+        finally:
+            backend.close()
+    metrics = aggregate(results, spec.requests_per_month)
+    latency = metrics.pop("latency")
+    entry: dict[str, Any] = {
+        "model": spec.model.name, "backend": spec.model.backend, "mode": mode,
+        "template_hash": renderer.hash, "prompt_set": {"path": spec.prompts.name, "sha256": prompt_set.sha256},
+        "tokenizer": counter.name, "pricing": describe(price),
+        "requests_per_month": None if spec.requests_per_month is None else str(spec.requests_per_month),
+        "fingerprint": fingerprint, "load_s": round(load_s, 4), "wall_s": round(wall_s, 4),
+        "metrics": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
+        "latency": latency,
+        "errors": _distinct(r.error for r in results if r.error),
+        "prompts": {r.id: r.to_json() for r in results},
+    }
+    verdict = judge_suite(config, spec, results, metrics, base_suite, baseline is not None, entry)
+    entry["verdict"] = verdict.to_json()
+    return entry
+
+
+def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], metrics: dict[str, Any],
+                base_suite: dict[str, Any] | None, have_baseline: bool, entry: dict[str, Any]) -> SuiteVerdict:
+    """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
+    extra = []
+    notes: list[str] = []
+    limit_row = error_limit(metrics["error_rate"], spec.max_error_rate, entry["errors"])
+    if limit_row is not None:
+        extra.append(limit_row)
+        notes.append(f"{metrics['errors']} of {metrics['n']} requests failed (max_error_rate "
+                     f"{spec.max_error_rate}); first error: {entry['errors'][0]}")
+    if base_suite is None:
+        if not have_baseline:
+            status = "fail" if config.on_missing_baseline == "fail" else "no-baseline"
+            if status == "fail":
+                notes.append(f"no baseline at {config.baseline} and on_missing_baseline is 'fail'")
+        else:
+            notes.append("new suite: not in the baseline")
+            status = "new"
+        return SuiteVerdict(status="fail" if extra else status, rows=tuple(extra), notes=tuple(notes))
+    base_results = _results(base_suite)
+    ours = {r.id for r in results}
+    common = ours & set(base_results)
+    added, removed = sorted(ours - common), sorted(set(base_results) - common)
+    if added:
+        notes.append(f"{len(added)} prompt(s) new since the baseline, not compared: {_ids(added)}")
+    if removed:
+        notes.append(f"{len(removed)} prompt(s) gone since the baseline, not compared: {_ids(removed)}")
+    if base_suite.get("template_hash") != entry["template_hash"]:
+        notes.append(f"template changed ({base_suite.get('template_hash')} -> {entry['template_hash']})")
+    if base_suite.get("pricing") != entry["pricing"]:
+        notes.append(f"prices changed ({base_suite.get('pricing')} -> {entry['pricing']})")
+    base_month = base_suite.get("requests_per_month")
+    base_agg = aggregate(subset(list(base_results.values()), common), None if base_month is None else Decimal(base_month))
+    cand_agg = aggregate(subset(results, common), spec.requests_per_month)
+    same_env, differ = comparable(base_suite.get("fingerprint"), entry["fingerprint"])
+    noisy = {m for m, (_, is_noisy) in METRICS.items() if is_noisy}
+    if isinstance(spec.model.pricing, GpuPrice):
+        noisy |= set(NOISY_COST)
+    not_comparable = set() if same_env else noisy
+    if not same_env and any(m in spec.thresholds for m in noisy):
+        notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
+                     "shown, not gated")
+    return judge(base_agg, cand_agg, spec.thresholds, not_comparable, extra, notes)
+
+
+def _count(counter: TokenCounter, rendered: list[Any]) -> list[int]:
+    """Input tokens per rendered prompt, batching plain texts through the encoder at once."""
+    texts = [(i, p) for i, p in enumerate(rendered) if isinstance(p, str)]
+    counts = [0] * len(rendered)
+    for (i, _), n in zip(texts, counter.count_many([p for _, p in texts])):
+        counts[i] = n
+    for i, prompt in enumerate(rendered):
+        if not isinstance(prompt, str):
+            counts[i] = counter.count_messages(prompt)
+    return counts
+
+
+def _results(suite: dict[str, Any] | None) -> dict[str, PromptResult]:
+    if not suite or not isinstance(suite.get("prompts"), dict):
+        return {}
+    return {pid: PromptResult.from_json(pid, data) for pid, data in suite["prompts"].items()}
+
+
+def _distinct(errors: Any, keep: int = 5) -> list[str]:
+    out: list[str] = []
+    for error in errors:
+        if error not in out:
+            out.append(error)
+        if len(out) == keep:
+            break
+    return out
+
+
+def _ids(ids: list[str], keep: int = 10) -> str:
+    shown = ", ".join(ids[:keep])
+    return shown + (f" and {len(ids) - keep} more" if len(ids) > keep else "")

@@ -1,0 +1,180 @@
+"""pytest hooks only, in lifecycle order; the work happens in the pure modules they call."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+if TYPE_CHECKING:
+    from .config import Config
+
+PROPERTY = "costgate_suite"
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+@dataclass
+class State:
+    config: Config
+    baseline: dict[str, Any] | None
+    tokens_only: bool
+    update: bool
+    report: Path | None
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+
+STATE = pytest.StashKey[State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("costgate", "cost-regression gate for LLM/ML inference")
+    options = [
+        ("--costgate", "costgate", "run the cost gate (ini: costgate = true)", True),
+        ("--costgate-config", "costgate_config", "path of costgate.yaml (default: costgate.yaml in rootdir)", False),
+        ("--costgate-baseline", "costgate_baseline", "baseline JSON path, overriding the config's 'baseline'", False),
+        ("--costgate-update-baseline", "costgate_update_baseline", "write the baseline from this run", True),
+        ("--costgate-tokens-only", "costgate_tokens_only", "no model calls: exact input tokens, output from baseline", True),
+        ("--costgate-report", "costgate_report", "write the JSON report (costgate/1) to this path", False),
+    ]
+    for flag, ini, text, boolean in options:
+        if boolean:
+            group.addoption(flag, action="store_true", default=None, dest=ini, help=text)
+        else:
+            group.addoption(flag, default=None, dest=ini, metavar="PATH", help=text)
+        parser.addini(ini, f"{text} (same as {flag})", default="")
+
+
+def _setting(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name)
+    if value is not None:
+        return "true" if value is True else str(value)
+    return str(config.getini(name)).strip() or None
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    value = (_setting(config, name) or "").lower()
+    if value not in TRUE + FALSE:
+        raise pytest.UsageError(f"ini option {name} = {value!r}: expected true or false.")
+    return value in TRUE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "costgate: a cost-gate suite (select with -m costgate)")
+    if not _flag(config, "costgate"):
+        return
+    from .baseline import load_baseline
+    from .config import load_config
+    from .errors import CostgateError
+
+    path = Path(_setting(config, "costgate_config") or config.rootpath / "costgate.yaml")
+    if not path.is_absolute():
+        path = (Path(config.invocation_params.dir) / path).resolve()
+    update = _flag(config, "costgate_update_baseline")
+    try:
+        if not path.exists():
+            raise CostgateError(f"{path}: no costgate config here. Pass --costgate-config PATH, set ini "
+                                "costgate_config, or create costgate.yaml (see the README quickstart).")
+        cg = load_config(path)
+        override = _setting(config, "costgate_baseline")
+        if override:
+            cg = _with_baseline(cg, Path(config.invocation_params.dir) / override)
+        baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
+    except CostgateError as exc:
+        raise pytest.UsageError(f"costgate: {exc}") from None
+    report = _setting(config, "costgate_report")
+    state = State(cg, baseline, _flag(config, "costgate_tokens_only"), update,
+                  Path(config.invocation_params.dir) / report if report else None)
+    config.stash[STATE] = state
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Controller(state), "costgate-controller")
+
+
+def _with_baseline(cg: Config, path: Path) -> Config:
+    from dataclasses import replace
+
+    return replace(cg, baseline=path.resolve())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        items.extend(CostgateFile.from_parent(session, path=state.config.path).collect())
+
+
+class CostgateFile(pytest.File):
+    """The config file as a collector: one item per suite."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        state = self.config.stash[STATE]
+        for suite in state.config.suites:
+            item = SuiteItem.from_parent(self, name=suite.name)
+            item.add_marker("costgate")
+            yield item
+
+
+class SuiteFailed(Exception):
+    """A suite breached a fail-level threshold; its text is the breach table."""
+
+
+class SuiteItem(pytest.Item):
+    """`costgate.yaml::suite-name`: replays the suite and fails on fail-level breaches."""
+
+    def runtest(self) -> None:
+        from .gate import run_suite
+        from .report.terminal import breach_lines
+
+        state = self.config.stash[STATE]
+        entry = run_suite(state.config, state.config.suite(self.name), state.baseline, state.tokens_only)
+        self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry})))
+        if entry["verdict"]["status"] == "fail" and not state.update:
+            raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        from .errors import CostgateError
+
+        if isinstance(excinfo.value, (SuiteFailed, CostgateError)):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"costgate suite {self.name}"
+
+
+class Controller:
+    """Reporting hooks of the process that writes files: the only one without xdist, else the controller."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Results ride user_properties, so they reach the controller from xdist workers too.
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                data = json.loads(value)
+                self.state.suites[data["name"]] = data["entry"]
+                return
+        if report.failed and report.longrepr is not None:
+            self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .baseline import write_outputs
+
+        state = self.state
+        state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .report.terminal import summary_lines
+
+        terminalreporter.write_sep("=", "costgate")
+        for line in summary_lines(self.state.suites, self.state.baseline, self.state.errors,
+                                  self.state.config.baseline):
+            terminalreporter.write_line(line)
+        for line in self.state.written:
+            terminalreporter.write_line(line)

@@ -1,0 +1,115 @@
+"""Jinja2 prompt templates: sandboxed, StrictUndefined, errors with template line and prompt id."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Union
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from .config import TemplateSpec
+from .errors import TemplateError
+from .prompts import PromptRecord
+
+Messages = tuple[dict[str, str], ...]
+Rendered = Union[str, Messages]
+
+
+@dataclass(frozen=True)
+class _Part:
+    role: str | None
+    template: jinja2.Template
+    origin: str
+
+
+class PromptRenderer:
+    """Turns prompt records into prompt text or chat messages."""
+
+    def __init__(self, spec: TemplateSpec | None) -> None:
+        self.parts: list[_Part] = []
+        self.hash: str | None = None
+        if spec is None:
+            return
+        if spec.text is not None:
+            env = _environment(jinja2.FileSystemLoader(str(spec.text.parent)))
+            source = _read(spec.text)
+            self.parts.append(_Part(None, _compile(env, source, str(spec.text), spec.text.name), str(spec.text)))
+            self.hash = _digest(source)
+        else:
+            env = _environment(None)
+            for role, source, origin in spec.chat:
+                self.parts.append(_Part(role, _compile(env, source, origin, None), origin))
+            self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
+
+    def render(self, record: PromptRecord) -> Rendered:
+        """Render one record (its own messages/prompt when the suite has no template)."""
+        if not self.parts:
+            if record.messages is not None:
+                return tuple(dict(m) for m in record.messages)
+            if record.prompt is not None:
+                return record.prompt
+            raise TemplateError(f"prompt '{record.id}' has only 'vars', but the suite has no template. "
+                                "Add 'template:' or 'chat_template:' to the suite, or give the record "
+                                "'messages' or 'prompt'.")
+        context: dict[str, Any] = dict(record.vars)
+        context.setdefault("messages", [dict(m) for m in record.messages or ()])
+        context.setdefault("prompt_id", record.id)
+        if self.parts[0].role is None:
+            return self._render(self.parts[0], context, record)
+        return tuple({"role": p.role or "", "content": self._render(p, context, record)} for p in self.parts)
+
+    def _render(self, part: _Part, context: dict[str, Any], record: PromptRecord) -> str:
+        try:
+            return part.template.render(context)
+        except jinja2.TemplateError as exc:
+            line = _template_line(exc.__traceback__, part.template.filename)
+            at = f"{part.origin}:{line}" if line else part.origin
+            hint = (" Add the variable to the record's 'vars' or guard it with "
+                    "'{% if x is defined %}'." if isinstance(exc, jinja2.UndefinedError) else "")
+            raise TemplateError(f"{at}: rendering prompt '{record.id}' failed: {exc}.{hint}") from None
+        except Exception as exc:  # noqa: BLE001 - user template code can raise anything
+            raise TemplateError(f"{part.origin}: rendering prompt '{record.id}' failed: "
+                                f"{type(exc).__name__}: {exc}") from None
+
+
+def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
+    return SandboxedEnvironment(loader=loader, undefined=jinja2.StrictUndefined,
+                                keep_trailing_newline=True, autoescape=False)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read template: {exc}") from exc
+
+
+def _compile(env: SandboxedEnvironment, source: str, origin: str, name: str | None) -> jinja2.Template:
+    try:
+        if name is not None:
+            return env.get_template(name)
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{origin}:{exc.lineno}: template syntax error: {exc.message}. "
+                            "Fix the Jinja2 syntax on that line.") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{origin}: cannot load template: {exc}") from None
+
+
+def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
+    """The template line an error came from: Jinja2 rewrites tracebacks to point into templates."""
+    line = None
+    while tb is not None:
+        code = tb.tb_frame.f_code.co_filename
+        if code == filename or (filename is None and code == "<template>"):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Renderings of a costgate/1 document: terminal table (JSON is the document itself)."""

@@ -1,0 +1,96 @@
+"""The terminal summary table and a suite's breach table, as plain lines."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Mapping
+
+ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "new": "NEW", "no-baseline": "NO BASELINE",
+        "error": "ERROR"}
+
+
+def money(value: Any, places: int = 2) -> str:
+    """$1,234.56 for monthly figures; small per-request costs keep 6 significant digits."""
+    if value is None:
+        return "-"
+    amount = Decimal(str(value))
+    if abs(amount) >= 1 or amount == 0:
+        return f"{'-' if amount < 0 else ''}${abs(amount):,.{places}f}"
+    return f"{'-' if amount < 0 else ''}${float(abs(amount)):.6g}"
+
+
+def signed_money(value: Any) -> str:
+    if value is None:
+        return "-"
+    amount = Decimal(str(value))
+    return ("+" if amount >= 0 else "") + money(amount)
+
+
+def number(value: Any, places: int = 1) -> str:
+    if value is None:
+        return "-"
+    amount = Decimal(str(value))
+    return f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.{places}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*header), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*row) for row in rows]
+    return lines
+
+
+def breach_lines(name: str, entry: Mapping[str, Any]) -> list[str]:
+    """The failure text of a suite's item: a breach table and the notes, no traceback."""
+    verdict = entry["verdict"]
+    rows = [r for r in verdict["rows"] if r["status"] in ("fail", "warn")]
+    lines = [f"costgate suite '{name}' {verdict['status'].upper()}:"]
+    if rows:
+        lines += table(["metric", "baseline", "candidate", "delta", "threshold", "level"],
+                       [[r["metric"], r["baseline"] or "-", r["candidate"] or "-",
+                         (r["delta"] or "-") + (f" ({r['delta_pct']})" if r["delta_pct"] else ""),
+                         r["threshold"] or "-", r["status"]] for r in rows])
+    lines += [f"note: {note}" for note in verdict["notes"]]
+    return lines
+
+
+def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Any] | None,
+                  errors: Mapping[str, str], baseline_path: Any = None) -> list[str]:
+    """The session's cost table: one row per suite, then warnings, breaches and notes."""
+    base_suites = (baseline or {}).get("suites", {})
+    rows = []
+    total_base = total_cand = Decimal(0)
+    for name, entry in suites.items():
+        metrics = entry["metrics"]
+        base = base_suites.get(name, {}).get("metrics", {})
+        month, base_month = metrics.get("monthly_cost"), base.get("monthly_cost")
+        delta = None
+        if month is not None and base_month is not None:
+            delta = Decimal(month) - Decimal(base_month)
+            total_base += Decimal(base_month)
+            total_cand += Decimal(month)
+        p95 = (entry.get("latency") or {}).get("e2e_ms") or {}
+        rows.append([name, ICON.get(entry["verdict"]["status"], entry["verdict"]["status"]),
+                     entry["mode"], money(metrics.get("cost_per_request")), money(month),
+                     signed_money(delta), number(metrics.get("input_tokens_mean")),
+                     number(metrics.get("output_tokens_mean")),
+                     number(p95.get("p95")) if p95 else "-", f"{metrics['errors']}/{metrics['n']}"])
+    for name, message in errors.items():
+        rows.append([name, "ERROR", "-", "-", "-", "-", "-", "-", "-", "-"])
+    lines = table(["suite", "status", "mode", "cost/req", "monthly", "monthly delta", "in tok/req",
+                   "out tok/req", "p95 ms", "errors"], rows)
+    if total_base:
+        change = total_cand - total_base
+        lines.append(f"monthly estimate: {money(total_cand)} ({signed_money(change)}, "
+                     f"{change / total_base * 100:+.1f}% vs baseline)")
+    if baseline is None and suites:
+        lines += ["", f"no baseline at {baseline_path}: these are current numbers only. Create it with "
+                  "pytest --costgate --costgate-update-baseline and commit it."]
+    for name, entry in suites.items():
+        verdict = entry["verdict"]
+        if verdict["status"] in ("warn", "fail") or verdict["notes"]:
+            lines.append("")
+            lines += breach_lines(name, entry)
+    for name, message in errors.items():
+        lines += ["", f"costgate suite '{name}' ERROR: {message}"]
+    return lines

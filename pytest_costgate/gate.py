@@ -25,7 +25,7 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     rendered = [renderer.render(record) for record in prompt_set.records]
-    counts = _count(counter, rendered)
+    counts = count_inputs(counter, rendered)
     base_suite = (baseline or {}).get("suites", {}).get(spec.name)
     base_results = _results(base_suite)
     price = spec.model.pricing
@@ -112,7 +112,7 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
     return judge(base_agg, cand_agg, spec.thresholds, not_comparable, extra, notes)
 
 
-def _count(counter: TokenCounter, rendered: list[Any]) -> list[int]:
+def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:
     """Input tokens per rendered prompt, batching plain texts through the encoder at once."""
     texts = [(i, p) for i, p in enumerate(rendered) if isinstance(p, str)]
     counts = [0] * len(rendered)

@@ -12,7 +12,7 @@ import requests
 from ..config import ModelSpec
 from ..errors import BackendError
 from . import Completion, Request
-from .sse import chunk_text, error_message, stream_chunks
+from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 HINTS = {
@@ -137,8 +137,10 @@ class OpenAIBackend:
         text: list[str] = []
         ttft = None
         usage: dict[str, Any] | None = None
+        done = False
         try:
             for chunk in stream_chunks(response.iter_lines(decode_unicode=True)):
+                done = done or finished(chunk)
                 piece = chunk_text(chunk)
                 if piece:
                     if ttft is None:
@@ -148,6 +150,9 @@ class OpenAIBackend:
                     usage = chunk["usage"]
                 if time.perf_counter() - start > self.deadline:
                     raise BackendError(f"{self.url}: response exceeded deadline_s={self.deadline:g}s")
+        except TruncatedStream:
+            if not done:
+                raise _Retryable(f"{self.url}: the stream ended before the answer was complete") from None
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
             raise _Retryable(f"{self.url}: the stream broke off ({_reason(exc)})") from None
         except requests.exceptions.Timeout:

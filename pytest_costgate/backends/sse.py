@@ -25,8 +25,12 @@ def sse_data(lines: Iterable[str]) -> Iterator[str]:
         yield "\n".join(data)
 
 
+class TruncatedStream(BackendError):
+    """The stream ended without `data: [DONE]`."""
+
+
 def stream_chunks(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """JSON chunks of an OpenAI stream up to `data: [DONE]`; an error event or bad JSON raises."""
+    """JSON chunks of an OpenAI stream up to `data: [DONE]`; an error event, bad JSON or a cut raises."""
     for data in sse_data(lines):
         if data.strip() == "[DONE]":
             return
@@ -39,6 +43,12 @@ def stream_chunks(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         if "error" in chunk and chunk["error"]:
             raise BackendError(f"server error in stream: {error_message(chunk)}")
         yield chunk
+    raise TruncatedStream("the stream ended without 'data: [DONE]'")
+
+
+def finished(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries a finish_reason (the answer is complete even if [DONE] is missing)."""
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
 
 
 def chunk_text(chunk: dict[str, Any]) -> str:

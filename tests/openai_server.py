@@ -1,0 +1,133 @@
+"""A loopback server speaking the OpenAI streaming API, scripted to misbehave on demand."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeOpenAI:
+    """Serve /v1/chat/completions and /v1/completions on 127.0.0.1; `script` faults consume in order.
+
+    Actions: ok, ok-nousage, json, 429, 500, 401, notjson, stall, drop, malformed, error-event.
+    """
+
+    def __init__(self, stall_s: float = 2.0) -> None:
+        self.script: deque[str] = deque()
+        self.default = "ok"
+        self.requests: list[dict[str, Any]] = []
+        self.stall_s = stall_s
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                owner.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                action = owner.script.popleft() if owner.script else owner.default
+                owner.respond(self, action, body)
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # the client hanging up on a stalled stream is the point of that test
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def reply_text(body: dict[str, Any]) -> str:
+        if "messages" in body:
+            source = body["messages"][-1]["content"]
+        else:
+            source = body.get("prompt", "")
+        words = source.split()[: int(body.get("max_tokens", 8))]
+        return "Answer: " + " ".join(words)
+
+    def respond(self, h: BaseHTTPRequestHandler, action: str, body: dict[str, Any]) -> None:
+        if action in ("429", "500", "401"):
+            code = int(action)
+            message = {429: "Rate limit reached for requests", 500: "The server had an error",
+                       401: "Incorrect API key provided"}[code]
+            payload = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
+            h.send_response(code)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            if code == 429:
+                h.send_header("Retry-After", "0")
+            h.end_headers()
+            h.wfile.write(payload)
+            return
+        text = self.reply_text(body)
+        pieces = [w + " " for w in text.split()]
+        usage = {"prompt_tokens": 11 + len(json.dumps(body.get("messages", body.get("prompt")))) // 10,
+                 "completion_tokens": len(pieces), "total_tokens": 0,
+                 "prompt_tokens_details": {"cached_tokens": 0}}
+        if action in ("json", "notjson"):
+            payload = (b"<html>502 Bad Gateway</html>" if action == "notjson" else json.dumps({
+                "id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
+                             "finish_reason": "stop"}], "usage": usage}).encode())
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        chat = "messages" in body
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": 0, "model": body.get("model")}
+
+        def event(data: str) -> None:
+            raw = f"data: {data}\n\n".encode()
+            h.wfile.write(f"{len(raw):X}\r\n".encode() + raw + b"\r\n")
+            h.wfile.flush()
+
+        def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
+            if chat:
+                delta = {} if piece is None else {"content": piece}
+                return {"index": 0, "delta": delta, "finish_reason": finish}
+            return {"index": 0, "text": piece or "", "finish_reason": finish}
+
+        if chat:
+            event(json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                   "finish_reason": None}]}))
+        comment = b": keep-alive\n\n"
+        h.wfile.write(f"{len(comment):X}\r\n".encode() + comment + b"\r\n")
+        for i, piece in enumerate(pieces):
+            if action == "malformed" and i == 1:
+                event("{not json")
+            if action == "error-event" and i == 1:
+                event(json.dumps({"error": {"message": "model overloaded", "type": "server_error"}}))
+            if action == "stall" and i == 1:
+                time.sleep(self.stall_s)
+            if action == "drop" and i == 1:
+                h.wfile.write(b"40\r\ndata: {\"partial")
+                h.wfile.flush()
+                h.connection.shutdown(2)
+                return
+            event(json.dumps({**base, "choices": [choice(piece)]}))
+        event(json.dumps({**base, "choices": [choice(None, "stop")]}))
+        if action != "ok-nousage":
+            event(json.dumps({**base, "choices": [], "usage": usage}))
+        event("[DONE]")
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()

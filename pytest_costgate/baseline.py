@@ -114,9 +114,14 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
         raise
 
 
+def decimal_text(value: Decimal) -> str:
+    """A Decimal for JSON: fixed-point, at most 12 places, no trailing zeros (never '0E-25')."""
+    return f"{value.quantize(Decimal('1e-12')).normalize():f}" if value.is_finite() else str(value)
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -166,7 +171,7 @@ def summary(suites: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str
             compared = True
     return {
         "status": worst(e["verdict"]["status"] for e in suites.values()),
-        "monthly_cost": str(cand_total),
-        "baseline_monthly_cost": str(base_total) if compared else None,
-        "monthly_delta": str(cand_total - base_total) if compared else None,
+        "monthly_cost": decimal_text(cand_total),
+        "baseline_monthly_cost": decimal_text(base_total) if compared else None,
+        "monthly_delta": decimal_text(cand_total - base_total) if compared else None,
     }

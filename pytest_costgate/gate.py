@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from .backends import Request, create_backend
-from .baseline import comparable, environment
+from .baseline import comparable, decimal_text, environment
 from .config import Config, GpuPrice, SuiteSpec
 from .measure import PromptResult, aggregate, replay, subset, tokens_only
 from .pricing import describe
@@ -57,7 +57,7 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         "tokenizer": counter.name, "pricing": describe(price),
         "requests_per_month": None if spec.requests_per_month is None else str(spec.requests_per_month),
         "fingerprint": fingerprint, "load_s": round(load_s, 4), "wall_s": round(wall_s, 4),
-        "metrics": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
+        "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
         "latency": latency,
         "errors": _distinct(r.error for r in results if r.error),
         "prompts": {r.id: r.to_json() for r in results},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
@@ -41,7 +41,7 @@ class PromptResult:
         for name, value in self.__dict__.items():
             if name == "id" or value is None:
                 continue
-            out[name] = str(value) if isinstance(value, Decimal) else value
+            out[name] = format(value.normalize(), "f") if isinstance(value, Decimal) else value
         return out
 
     @classmethod
@@ -172,7 +172,3 @@ def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | Non
 def subset(results: Sequence[PromptResult], ids: set[str]) -> list[PromptResult]:
     """Records whose id is in `ids`, in their original order."""
     return [r for r in results if r.id in ids]
-
-
-def without_output(result: PromptResult) -> PromptResult:
-    return replace(result, output=None)

@@ -173,8 +173,9 @@ class Controller:
         from .report.terminal import summary_lines
 
         terminalreporter.write_sep("=", "costgate")
-        for line in summary_lines(self.state.suites, self.state.baseline, self.state.errors,
-                                  self.state.config.baseline):
+        state = self.state
+        ordered = {s.name: state.suites[s.name] for s in state.config.suites if s.name in state.suites}
+        for line in summary_lines(ordered, state.baseline, state.errors, state.config.baseline):
             terminalreporter.write_line(line)
         for line in self.state.written:
             terminalreporter.write_line(line)

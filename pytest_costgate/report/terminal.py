@@ -8,20 +8,21 @@ ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "new": "NEW", "no-baseli
         "error": "ERROR"}
 
 
-def money(value: Any, places: int = 2) -> str:
-    """$1,234.56 for monthly figures; small per-request costs keep 6 significant digits."""
+def money(value: Any, cents: bool = True) -> str:
+    """$1,234.56 for monthly figures; per-request costs (cents=False) keep 6 significant digits."""
     if value is None:
         return "-"
     amount = Decimal(str(value))
-    if abs(amount) >= 1 or amount == 0:
-        return f"{'-' if amount < 0 else ''}${abs(amount):,.{places}f}"
+    if cents or abs(amount) >= 1 or amount == 0:
+        amount = amount.quantize(Decimal("0.01"))
+        return f"{'-' if amount < 0 else ''}${abs(amount):,.2f}"
     return f"{'-' if amount < 0 else ''}${float(abs(amount)):.6g}"
 
 
 def signed_money(value: Any) -> str:
     if value is None:
         return "-"
-    amount = Decimal(str(value))
+    amount = Decimal(str(value)).quantize(Decimal("0.01"))
     return ("+" if amount >= 0 else "") + money(amount)
 
 
@@ -71,7 +72,7 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
             total_cand += Decimal(month)
         p95 = (entry.get("latency") or {}).get("e2e_ms") or {}
         rows.append([name, ICON.get(entry["verdict"]["status"], entry["verdict"]["status"]),
-                     entry["mode"], money(metrics.get("cost_per_request")), money(month),
+                     entry["mode"], money(metrics.get("cost_per_request"), cents=False), money(month),
                      signed_money(delta), number(metrics.get("input_tokens_mean")),
                      number(metrics.get("output_tokens_mean")),
                      number(p95.get("p95")) if p95 else "-", f"{metrics['errors']}/{metrics['n']}"])

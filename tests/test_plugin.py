@@ -1,0 +1,173 @@
+"""The plugin end to end with pytester: inert by default, verdicts, baselines, reports, xdist."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
+
+
+def test_inert_without_flag(pytester, demo):
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*= costgate =*")
+    result.stdout.no_fnmatch_line("*costgate.yaml*")
+
+
+def test_can_be_disabled(pytester, demo):
+    result = pytester.runpytest("-p", "no:costgate", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_demo_passes_against_its_baseline(pytester, demo):
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*costgate*", "suite*status*cost/req*monthly*", "support-answer*PASS*",
+                                 "ticket-triage*PASS*", "monthly estimate:*+$0.00*"])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_ini_twin_enables_the_gate(pytester, demo):
+    pytester.makeini("[pytest]\ncostgate = true\ncostgate_config = costgate.yaml\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_template_growth_fails_naming_suite_and_metric(pytester, demo):
+    template = demo / "templates" / "support.j2"
+    template.write_text("Please be thorough, polite and cite sources. " * 3 + template.read_text())
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "metric*baseline*candidate*delta*threshold*level",
+                                 "input_tokens_mean*fail +5%*fail", "note: template changed*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_small_growth_only_warns(pytester, demo):
+    template = demo / "templates" / "support.j2"
+    template.write_text(template.read_text().replace("at most three sentences", "at most three short sentences"))
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["support-answer*WARN*", "input_tokens_mean*warn"])
+
+
+def test_missing_baseline_reports_numbers_and_how_to_create_it(pytester, demo):
+    (demo / "baseline.json").unlink()
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["support-answer*NO BASELINE*", "*--costgate-update-baseline*"])
+
+
+def test_missing_baseline_can_be_made_to_fail(pytester, demo):
+    (demo / "baseline.json").unlink()
+    config = demo / "costgate.yaml"
+    config.write_text(config.read_text() + "on_missing_baseline: fail\n")
+    pytester.runpytest(*GATE).assert_outcomes(failed=2)
+
+
+def test_update_baseline_writes_atomically_and_then_passes(pytester, demo):
+    (demo / "baseline.json").unlink()
+    result = pytester.runpytest(*GATE, "--costgate-update-baseline")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["costgate: wrote baseline *baseline.json"])
+    doc = json.loads((demo / "baseline.json").read_text())
+    assert doc["schema"] == "costgate/1" and set(doc["suites"]) == {"support-answer", "ticket-triage"}
+    assert "verdict" not in doc["suites"]["support-answer"]
+    assert len(doc["suites"]["support-answer"]["prompts"]) == 24
+    assert not list(demo.glob(".baseline.json.*"))  # no temp file left behind
+    pytester.runpytest(*GATE).assert_outcomes(passed=2)
+
+
+def test_update_of_one_suite_keeps_the_others(pytester, demo):
+    before = json.loads((demo / "baseline.json").read_text())
+    pytester.runpytest(*GATE, "--costgate-update-baseline", "-k", "triage").assert_outcomes(passed=1)
+    after = json.loads((demo / "baseline.json").read_text())
+    assert after["suites"]["support-answer"] == before["suites"]["support-answer"]
+
+
+def test_json_report(pytester, demo):
+    pytester.runpytest(*GATE, "--costgate-report", "out/report.json").assert_outcomes(passed=2)
+    report = json.loads((demo / "out" / "report.json").read_text())
+    assert report["schema"] == "costgate/1"
+    assert report["summary"]["status"] == "pass" and report["summary"]["monthly_delta"] == "0"
+    suite = report["suites"]["support-answer"]
+    assert suite["verdict"]["status"] == "pass" and suite["template_hash"]
+    assert suite["metrics"]["n"] == 24 and Decimal_str(suite["metrics"]["monthly_cost"]) > 0
+    record = suite["prompts"]["support-000"]
+    assert record["token_source"] == "tokenizer" and record["input_tokens"] > 0 and "e2e_ms" in record
+
+
+def Decimal_str(value: str) -> float:
+    return float(value)
+
+
+def test_tokens_only_mode_needs_no_model(pytester, demo):
+    config = demo / "costgate.yaml"
+    config.write_text(config.read_text().replace("function: demo_model:answer", "function: missing_module:answer"))
+    result = pytester.runpytest(*GATE, "--costgate-tokens-only")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["support-answer*PASS*tokens-only*"])
+    # a template change is still caught exactly
+    template = demo / "templates" / "support.j2"
+    template.write_text("Extra instructions that cost money on every single request. " * 4 + template.read_text())
+    result = pytester.runpytest(*GATE, "--costgate-tokens-only")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["input_tokens_mean*fail"])
+
+
+def test_selecting_only_the_gate_with_a_marker(pytester, demo):
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    pytester.runpytest(*GATE, "-m", "costgate").assert_outcomes(passed=2, deselected=1)
+
+
+def test_openai_suite_counts_errors_and_fails_with_the_server_message(pytester, openai_server):
+    pytester.makefile(".jsonl", prompts='{"id": "a", "vars": {"q": "one two"}}\n{"id": "b", "vars": {"q": "three"}}\n')
+    pytester.makefile(".j2", t="Q: {{ q }}")
+    pytester.makefile(".yaml", costgate=f"""
+models:
+  m:
+    backend: openai
+    base_url: {openai_server.url}
+    max_retries: 0
+    pricing: {{input_per_1m: 1, output_per_1m: 2}}
+suites:
+  s:
+    model: m
+    prompts: prompts.jsonl
+    template: t.j2
+    max_error_rate: 0.4
+""")
+    openai_server.script.extend(["ok", "401"])
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["error_rate*0.5*max_error_rate 0.4*fail",
+                                 "note: 1 of 2 requests failed*HTTP 401: Incorrect API key provided*"])
+
+
+def test_xdist_gives_the_same_verdicts_and_report(pytester, demo):
+    template = demo / "templates" / "support.j2"
+    template.write_text("More words here. " * 5 + template.read_text())
+    serial = pytester.runpytest_subprocess(*GATE, "--costgate-report", "serial.json")
+    parallel = pytester.runpytest_subprocess(*GATE, "--costgate-report", "parallel.json", "-n", "2")
+    serial.assert_outcomes(passed=1, failed=1)
+    parallel.assert_outcomes(passed=1, failed=1)
+    parallel.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "support-answer*FAIL*"])
+
+    def stable(path: str) -> dict:
+        doc = json.loads((demo / path).read_text())
+        for suite in doc["suites"].values():
+            for volatile in ("latency", "load_s", "wall_s"):
+                suite.pop(volatile)
+            for metric in ("latency_p50", "latency_p95"):
+                suite["metrics"].pop(metric)
+            suite["verdict"]["rows"] = [r for r in suite["verdict"]["rows"] if not r["metric"].startswith("latency")]
+            for record in suite["prompts"].values():
+                for key in ("ttft_ms", "e2e_ms", "tpot_ms"):
+                    record.pop(key, None)
+        doc.pop("created")
+        return doc
+
+    assert stable("serial.json") == stable("parallel.json")

@@ -335,6 +335,9 @@ def _suite(r: _Reader, name: str, models: Mapping[str, ModelSpec], defaults: dic
         return key + (name,) if name in node else (("defaults", name) if name in defaults else None)
 
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
+    max_error_rate = r.number(err) if err else Decimal(0)
+    if err and max_error_rate > 1:
+        raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
     return SuiteSpec(
         name=name, model=models[model],
         prompts=r.path(key + ("prompts",), "prompt set"),
@@ -343,7 +346,7 @@ def _suite(r: _Reader, name: str, models: Mapping[str, ModelSpec], defaults: dic
         requests_per_month=r.number(key + ("requests_per_month",)) if "requests_per_month" in node else None,
         tokens_only=r.boolean(tok) if tok else False,
         thresholds=_rules(r, key + ("thresholds",), default_rules) if "thresholds" in node else default_rules,
-        max_error_rate=r.number(err) if err else Decimal(0),
+        max_error_rate=max_error_rate,
         warmup=int(r.number(warm, integer=True)) if warm else 0,
         where=r.src.where(key),
     )

@@ -8,6 +8,7 @@ from typing import Any
 from .backends import Request, create_backend
 from .baseline import comparable, decimal_text, environment
 from .config import Config, GpuPrice, SuiteSpec
+from .errors import BaselineError
 from .measure import PromptResult, aggregate, replay, subset, tokens_only
 from .pricing import describe
 from .prompts import load_prompt_set
@@ -27,7 +28,7 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     rendered = [renderer.render(record) for record in prompt_set.records]
     counts = count_inputs(counter, rendered)
     base_suite = (baseline or {}).get("suites", {}).get(spec.name)
-    base_results = _results(base_suite)
+    base_results = _results(base_suite, config, spec.name)
     price = spec.model.pricing
     mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
     load_s = wall_s = 0.0
@@ -86,7 +87,7 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
             notes.append("new suite: not in the baseline")
             status = "new"
         return SuiteVerdict(status="fail" if extra else status, rows=tuple(extra), notes=tuple(notes))
-    base_results = _results(base_suite)
+    base_results = _results(base_suite, config, spec.name)
     ours = {r.id for r in results}
     common = ours & set(base_results)
     added, removed = sorted(ours - common), sorted(set(base_results) - common)
@@ -124,10 +125,15 @@ def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:
     return counts
 
 
-def _results(suite: dict[str, Any] | None) -> dict[str, PromptResult]:
-    if not suite or not isinstance(suite.get("prompts"), dict):
+def _results(suite: dict[str, Any] | None, config: Config, name: str) -> dict[str, PromptResult]:
+    """The baseline's per-prompt records of a suite; a damaged entry is a BaselineError."""
+    if not suite:
         return {}
-    return {pid: PromptResult.from_json(pid, data) for pid, data in suite["prompts"].items()}
+    try:
+        return {pid: PromptResult.from_json(pid, data) for pid, data in suite["prompts"].items()}
+    except (KeyError, TypeError, AttributeError, ArithmeticError, ValueError) as exc:
+        raise BaselineError(f"{config.baseline}: suite '{name}' is damaged ({type(exc).__name__}: {exc}). "
+                            "Restore the file from git or re-create it with --costgate-update-baseline.") from None
 
 
 def _distinct(errors: Any, keep: int = 5) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests  # noqa: F401 - keep one copy: pytester in-process runs would re-import it (CookieJar errors)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import FakeOpenAI  # noqa: E402

@@ -131,7 +131,7 @@ def write_outputs(config: Config, baseline: dict[str, Any] | None, suites: dict[
     lines = []
     ordered = {s.name: suites[s.name] for s in config.suites if s.name in suites}
     if report is not None:
-        lines.append(_write(report, document(config, ordered, summary(ordered, baseline)), "report"))
+        lines.append(_write(report, document(config, ordered, summary(ordered, baseline, removed_suites(config, baseline))), "report"))
     if update:
         if not ordered:
             return lines + ["costgate: no suite finished; the baseline was left as it was"]
@@ -154,8 +154,14 @@ def _write(path: Path, doc: dict[str, Any], what: str) -> str:
     return f"costgate: wrote {what} {path}"
 
 
-def summary(suites: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
-    """Run-level figures: overall status and the monthly estimate with its change."""
+def removed_suites(config: Config, baseline: dict[str, Any] | None) -> list[str]:
+    """Suites the baseline has that the config no longer names."""
+    names = {s.name for s in config.suites}
+    return [name for name in ((baseline or {}).get("suites") or {}) if name not in names]
+
+
+def summary(suites: dict[str, Any], baseline: dict[str, Any] | None, removed: list[str]) -> dict[str, Any]:
+    """Run-level figures: overall status, the monthly estimate with its change, removed suites."""
     from .verdict import worst
 
     base = (baseline or {}).get("suites") or {}
@@ -174,4 +180,5 @@ def summary(suites: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str
         "monthly_cost": decimal_text(cand_total),
         "baseline_monthly_cost": decimal_text(base_total) if compared else None,
         "monthly_delta": decimal_text(cand_total - base_total) if compared else None,
+        "removed_suites": removed,
     }

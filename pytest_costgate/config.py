@@ -244,12 +244,15 @@ def _tokenizer(r: _Reader, key: Key) -> TokenizerSpec:
     if "file" in node and "encoding" not in node:
         raise r.fail(key + ("file",), "'file' needs 'encoding' naming the tiktoken encoding it holds.")
     hf = "tokenizer_json" in node
-    counts = {k: int(r.number(key + (k,), integer=True)) for k in ("per_message", "per_name", "reply_priming") if k in node}
+    # OpenAI's chat overhead by default for tiktoken; a local model's tokenizer has none unless set.
+    counts = dict.fromkeys(("per_message", "per_name", "reply_priming"), 0) if hf else {}
+    counts.update({k: int(r.number(key + (k,), integer=True)) for k in ("per_message", "per_name", "reply_priming")
+                   if k in node})
     return TokenizerSpec(
         encoding=r.string(key + ("encoding",)) if "encoding" in node else None,
         file=r.path(key + ("file",), "tiktoken file") if "file" in node else None,
         tokenizer_json=r.path(key + ("tokenizer_json",), "tokenizer.json") if hf else None,
-        **{"per_message": 0, "per_name": 0, "reply_priming": 0, **counts} if hf else counts,  # type: ignore[arg-type]
+        **counts,
     )
 
 

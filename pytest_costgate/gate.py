@@ -63,17 +63,18 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         "errors": _distinct(r.error for r in results if r.error),
         "prompts": {r.id: r.to_json() for r in results},
     }
-    verdict = judge_suite(config, spec, results, metrics, base_suite, baseline is not None, entry)
+    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry)
     entry["verdict"] = verdict.to_json()
     return entry
 
 
 def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], metrics: dict[str, Any],
-                base_suite: dict[str, Any] | None, have_baseline: bool, entry: dict[str, Any]) -> SuiteVerdict:
+                base_suite: dict[str, Any] | None, base_results: dict[str, PromptResult], have_baseline: bool,
+                entry: dict[str, Any]) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra = []
     notes: list[str] = []
-    limit_row = error_limit(metrics["error_rate"], spec.max_error_rate, entry["errors"])
+    limit_row = error_limit(metrics["error_rate"], spec.max_error_rate)
     if limit_row is not None:
         extra.append(limit_row)
         notes.append(f"{metrics['errors']} of {metrics['n']} requests failed (max_error_rate "
@@ -87,7 +88,6 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
             notes.append("new suite: not in the baseline")
             status = "new"
         return SuiteVerdict(status="fail" if extra else status, rows=tuple(extra), notes=tuple(notes))
-    base_results = _results(base_suite, config, spec.name)
     ours = {r.id for r in results}
     common = ours & set(base_results)
     added, removed = sorted(ours - common), sorted(set(base_results) - common)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -81,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cg = load_config(path)
         override = _setting(config, "costgate_baseline")
         if override:
-            cg = _with_baseline(cg, Path(config.invocation_params.dir) / override)
+            cg = replace(cg, baseline=(Path(config.invocation_params.dir) / override).resolve())
         baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
     except CostgateError as exc:
         raise pytest.UsageError(f"costgate: {exc}") from None
@@ -91,12 +91,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(state), "costgate-controller")
-
-
-def _with_baseline(cg: Config, path: Path) -> Config:
-    from dataclasses import replace
-
-    return replace(cg, baseline=path.resolve())
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -170,12 +164,14 @@ class Controller:
         state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .baseline import removed_suites
         from .report.terminal import summary_lines
 
         terminalreporter.write_sep("=", "costgate")
         state = self.state
         ordered = {s.name: state.suites[s.name] for s in state.config.suites if s.name in state.suites}
-        for line in summary_lines(ordered, state.baseline, state.errors, state.config.baseline):
+        removed = tuple(removed_suites(state.config, state.baseline))
+        for line in summary_lines(ordered, state.baseline, state.errors, state.config.baseline, removed):
             terminalreporter.write_line(line)
         for line in self.state.written:
             terminalreporter.write_line(line)

@@ -87,7 +87,7 @@ def judge(base: Mapping[str, Any], cand: Mapping[str, Any], rules: Mapping[str, 
     return SuiteVerdict(status=worst(r.status for r in rows), rows=tuple(rows), notes=tuple(notes))
 
 
-def error_limit(rate: Decimal, limit: Decimal, errors: list[str]) -> Row | None:
+def error_limit(rate: Decimal, limit: Decimal) -> Row | None:
     """A fail row when the share of failed requests is above the suite's max_error_rate."""
     if rate <= limit:
         return None

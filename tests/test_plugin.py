@@ -171,3 +171,36 @@ def test_xdist_gives_the_same_verdicts_and_report(pytester, demo):
         return doc
 
     assert stable("serial.json") == stable("parallel.json")
+
+
+def test_no_heavy_imports_at_plugin_load(pytester):
+    pytester.makepyfile(test_mods="""
+import sys
+
+def test_modules():
+    loaded = [m for m in ("tiktoken", "onnxruntime", "jinja2", "tokenizers", "pytest_costgate.gate") if m in sys.modules]
+    assert loaded == []
+""")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_new_and_removed_suites_are_shown_not_failed(pytester, demo):
+    config = demo / "costgate.yaml"
+    text = config.read_text().replace("  ticket-triage:", "  ticket-routing:")
+    config.write_text(text)
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["ticket-routing*NEW*", "ticket-triage: in the baseline but no longer in the config*",
+                                 "note: new suite: not in the baseline"])
+    assert json.loads((demo / "r.json").read_text())["summary"]["removed_suites"] == ["ticket-triage"]
+
+
+def test_added_and_removed_prompts_are_not_regressions(pytester, demo):
+    prompts = demo / "prompts" / "support.jsonl"
+    lines = prompts.read_text().splitlines()
+    big = '{"id": "support-new", "vars": {"product": "X", "tier": "pro", "question": "' + "word " * 400 + '"}}'
+    prompts.write_text("\n".join(lines[1:] + [big]) + "\n")
+    result = pytester.runpytest(*GATE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["note: 1 prompt(s) new since the baseline, not compared: support-new",
+                                 "note: 1 prompt(s) gone since the baseline, not compared: support-000"])

@@ -56,7 +56,7 @@ def breach_lines(name: str, entry: Mapping[str, Any]) -> list[str]:
 
 
 def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Any] | None,
-                  errors: Mapping[str, str], baseline_path: Any = None) -> list[str]:
+                  errors: Mapping[str, str], baseline_path: Any = None, removed: tuple[str, ...] = ()) -> list[str]:
     """The session's cost table: one row per suite, then warnings, breaches and notes."""
     base_suites = (baseline or {}).get("suites", {})
     rows = []
@@ -84,6 +84,8 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
         change = total_cand - total_base
         lines.append(f"monthly estimate: {money(total_cand)} ({signed_money(change)}, "
                      f"{change / total_base * 100:+.1f}% vs baseline)")
+    for name in removed:
+        lines.append(f"{name}: in the baseline but no longer in the config (removed; not compared)")
     if baseline is None and suites:
         lines += ["", f"no baseline at {baseline_path}: these are current numbers only. Create it with "
                   "pytest --costgate --costgate-update-baseline and commit it."]

@@ -31,6 +31,7 @@ class PromptResult:
     ttft_ms: float | None = None
     e2e_ms: float | None = None
     tpot_ms: float | None = None
+    busy_ms: float | None = None
     cost: Decimal | None = None
     output: str | None = None
     output_sha: str | None = None
@@ -58,20 +59,28 @@ class PromptResult:
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
            price: TokenPrice | GpuPrice | None, warmup: int = 0) -> tuple[list[PromptResult], float]:
     """Send each (request, rendered_tokens, weight) once after `warmup` discarded calls; returns wall seconds."""
-    for request, _, _ in list(requests)[:warmup]:
-        backend.complete(request)
+    size = max(1, int(getattr(backend, "batch_size", 1)))
+    send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
+
+    def run(chunk: Sequence[tuple[Request, int, Decimal]]) -> list[Completion]:
+        return send([r for r, _, _ in chunk]) if send else [backend.complete(chunk[0][0])]
+
+    step = size if send else 1
+    for i in range(0, min(warmup, len(requests)), step):
+        run(requests[i:i + step])
     results: list[PromptResult] = []
     failures = 0
     start = time.perf_counter()
-    for request, rendered, weight in requests:
+    for i in range(0, len(requests), step):
+        chunk = requests[i:i + step]
         if failures >= CONSECUTIVE_FAILURES:
             reason = results[-1].error
-            results.append(PromptResult(request.id, weight, rendered,
-                                        error=f"not sent: the last {failures} requests failed ({reason})"))
+            results += [PromptResult(r.id, w, n, error=f"not sent: the last {failures} requests failed ({reason})")
+                        for r, n, w in chunk]
             continue
-        done = backend.complete(request)
-        failures = failures + 1 if done.error else 0
-        results.append(result_from(request.id, weight, rendered, done, counter, price))
+        for (request, rendered, weight), done in zip(chunk, run(chunk)):
+            failures = failures + 1 if done.error else 0
+            results.append(result_from(request.id, weight, rendered, done, counter, price))
     return results, time.perf_counter() - start
 
 
@@ -91,8 +100,9 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
     return PromptResult(
         id=pid, weight=weight, rendered_tokens=rendered, input_tokens=input_tokens,
         output_tokens=output_tokens, cached_tokens=done.cached_tokens, token_source=source,
-        ttft_ms=done.ttft_ms, e2e_ms=done.e2e_ms, tpot_ms=tpot,
-        cost=request_cost(price, input_tokens, output_tokens, done.cached_tokens, done.e2e_ms),
+        ttft_ms=done.ttft_ms, e2e_ms=done.e2e_ms, tpot_ms=tpot, busy_ms=done.busy_ms,
+        cost=request_cost(price, input_tokens, output_tokens, done.cached_tokens,
+                          done.busy_ms if done.busy_ms is not None else done.e2e_ms),
         output=done.text[:OUTPUT_KEEP], output_sha=hashlib.sha256(done.text.encode("utf-8")).hexdigest()[:16],
     )
 

@@ -34,7 +34,11 @@ def gpu_cost_configured(usd_per_hour: Decimal, latency_s: Decimal, concurrency: 
 
 def request_cost(price: TokenPrice | GpuPrice | None, input_tokens: int | None, output_tokens: int | None,
                  cached_tokens: int | None, e2e_ms: float | None) -> Decimal | None:
-    """One request's cost under a model's pricing; None when the pricing needs what wasn't measured."""
+    """One request's cost under a model's pricing; None when the pricing needs what wasn't measured.
+
+    For GPU pricing `e2e_ms` is the device time charged to the request: its own wall time when
+    replayed alone, its share of the batch's wall time when batched.
+    """
     if price is None:
         return None
     if isinstance(price, TokenPrice):

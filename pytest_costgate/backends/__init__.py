@@ -16,6 +16,7 @@ ENTRY_POINT_GROUP = "costgate.backends"
 BUILTIN: dict[str, str] = {
     "openai": "pytest_costgate.backends.openai:OpenAIBackend",
     "python": "pytest_costgate.backends.python:PythonBackend",
+    "onnx": "pytest_costgate.backends.onnx:OnnxBackend",
 }
 
 Prompt = Union[str, tuple[Mapping[str, str], ...]]
@@ -41,6 +42,8 @@ class Completion:
     token_source: str = "tokenizer"  # usage | engine | tokenizer
     ttft_ms: float | None = None
     e2e_ms: float | None = None
+    busy_ms: float | None = None  # device time charged to this request (a batch's wall / its size)
+    token_ids: tuple[int, ...] | None = None
     error: str | None = None
 
 

@@ -1,0 +1,162 @@
+"""ONNX Runtime backend: replays prompts through a Hugging Face Optimum decoder export folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from ..config import ModelSpec
+from ..errors import BackendError
+from . import Completion, Request
+
+FILES = ("model.onnx", "decoder_model_merged.onnx")
+PROVIDERS = ("auto", "cuda", "cpu")
+
+
+class OnnxBackend:
+    """Greedy replay with ONNX Runtime on CUDA (IOBinding, cache on device) or CPU; batched when asked."""
+
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"path", "file", "provider", "provider_options", "batch_size",
+                                                  "max_new_tokens", "threads"})
+
+    def __init__(self, spec: ModelSpec) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from .onnx_decoder import GreedyDecoder, Layout
+
+        opts = spec.options
+        where = spec.where
+        if "path" not in opts:
+            raise BackendError(f"{where}: the onnx backend needs 'path:' (the export folder with model.onnx, "
+                               "tokenizer.json and generation_config.json).")
+        folder = (spec.base_dir / str(opts["path"])).resolve()
+        model = self._model_file(folder, opts.get("file"), where)
+        tokenizer_file = folder / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise BackendError(f"{where}: {folder} has no tokenizer.json. Save it next to the model with "
+                               "tokenizer.save_pretrained(folder).")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exceptions
+            raise BackendError(f"{where}: {tokenizer_file} is not a readable tokenizer.json ({exc}).") from None
+        generation = {**_json(folder / "config.json", where), **_json(folder / "generation_config.json", where)}
+        eos = generation.get("eos_token_id")
+        self.eos = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        pad = generation.get("pad_token_id")
+        self.pad = pad if isinstance(pad, int) else (min(self.eos) if self.eos else 0)
+        self.default_max_new = int(opts.get("max_new_tokens", generation.get("max_new_tokens") or 64))
+        self.batch_size = int(opts.get("batch_size", 1))
+        if self.batch_size < 1:
+            raise BackendError(f"{where}: 'batch_size' must be 1 or more.")
+        provider = str(opts.get("provider", "auto"))
+        if provider not in PROVIDERS:
+            raise BackendError(f"{where}: 'provider' must be one of {', '.join(PROVIDERS)}, got {provider!r}.")
+        self.session, self.provider = self._session(ort, model, provider, opts, where)
+        self.layout = Layout.of(self.session, f"{where} ({model.name})")
+        self.decoder = GreedyDecoder(self.session, self.layout, "cuda" if self.provider == "cuda" else "cpu",
+                                     int((opts.get("provider_options") or {}).get("device_id", 0)))
+        self.model_file = model
+        self.ort_version = ort.__version__
+
+    @staticmethod
+    def _model_file(folder: Path, name: Any, where: str) -> Path:
+        if not folder.is_dir():
+            raise BackendError(f"{where}: model folder {folder} does not exist. Fix 'path:'.")
+        candidates = [str(name)] if name else list(FILES)
+        for candidate in candidates:
+            if (folder / candidate).is_file():
+                return folder / candidate
+        raise BackendError(f"{where}: no {' or '.join(candidates)} in {folder}. Export the model with "
+                           "optimum-cli export onnx --task text-generation-with-past.")
+
+    @staticmethod
+    def _session(ort: Any, model: Path, provider: str, opts: Any, where: str) -> tuple[Any, str]:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # a CPU-only machine would otherwise log each CUDA attempt
+        if "threads" in opts:
+            options.intra_op_num_threads = int(opts["threads"])
+        cuda_options = dict(opts.get("provider_options") or {})
+        wants_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
+        providers: list[Any] = ([("CUDAExecutionProvider", cuda_options)] if wants_cuda else []) + ["CPUExecutionProvider"]
+        try:
+            session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
+            raise BackendError(f"{where}: onnxruntime cannot load {model}: {str(exc).strip()[:300]}. "
+                               "Re-export the model; the file may be truncated or not ONNX.") from None
+        used = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        if provider == "cuda" and used != "cuda":
+            raise BackendError(f"{where}: provider 'cuda' was asked for, but onnxruntime could not create the "
+                               f"CUDA provider here (available: {', '.join(ort.get_available_providers())}; "
+                               f"device: {ort.get_device()}). Install onnxruntime-gpu with a matching CUDA/cuDNN "
+                               "on a GPU runner, or use provider: auto or cpu.")
+        return session, used
+
+    def fingerprint(self) -> dict[str, str]:
+        digest = hashlib.sha256(self.model_file.read_bytes()).hexdigest()[:16]
+        return {"backend": "onnx", "model": f"{self.model_file.parent.name}/{self.model_file.name}",
+                "model_sha256": digest, "provider": self.provider, "device": _device(self.provider),
+                "onnxruntime": self.ort_version, "kv": f"{self.layout.mode} {self.layout.layers}x"
+                f"{self.layout.kv_heads}x{self.layout.head_size} {self.layout.dtype.__name__}",
+                "batch_size": str(self.batch_size)}
+
+    def close(self) -> None:
+        self.session = None
+
+    def complete(self, request: Request) -> Completion:
+        return self.complete_batch([request])[0]
+
+    def complete_batch(self, requests: Sequence[Request]) -> list[Completion]:
+        """Replay requests together (left-padded); each is charged its share of the batch's wall time."""
+        for request in requests:
+            if not isinstance(request.prompt, str):
+                return [Completion(error=f"prompt '{r.id}' is a chat, but the onnx backend replays text; use a "
+                                   "text template ('template:') that renders the model's own chat format.")
+                        for r in requests]
+        params = requests[0].params
+        max_new = int(params.get("max_new_tokens", params.get("max_tokens", self.default_max_new)))
+        stops = params.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else list(stops)
+        prompts = [self.tokenizer.encode(str(r.prompt)).ids for r in requests]
+        stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
+        start = time.perf_counter()
+        try:
+            outputs = self.decoder.generate(prompts, max_new, self.eos, self.pad, stop)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime errors (OOM, shape) end this batch only
+            return [Completion(error=f"onnxruntime failed: {str(exc).strip()[:300]}") for _ in requests]
+        wall_ms = (time.perf_counter() - start) * 1000
+        done = []
+        for prompt, out in zip(prompts, outputs):
+            text = self.tokenizer.decode(out.ids, skip_special_tokens=True)
+            for s in stops:
+                text = text.split(s)[0] if s in text else text
+            done.append(Completion(text=text, input_tokens=len(prompt), output_tokens=len(out.ids),
+                                   token_source="engine", ttft_ms=out.ttft_s * 1000, e2e_ms=wall_ms,
+                                   busy_ms=wall_ms / len(requests), token_ids=tuple(out.ids)))
+        return done
+
+
+def _json(path: Path, where: str) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"{where}: {path} is not valid JSON ({exc}).") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _device(provider: str) -> str:
+    if provider != "cuda":
+        from ..baseline import environment
+
+        return environment()["cpu"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "cuda"
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "cuda"

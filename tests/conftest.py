@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests  # noqa: F401 - keep one copy: pytester in-process runs would re-import it (CookieJar errors)
+# pytester's in-process runs restore sys.modules afterwards; modules first imported inside one would be
+# imported again by the next, which requests (CookieJar checks) and numpy/onnxruntime refuse.
+import numpy  # noqa: F401
+import onnxruntime  # noqa: F401
+import requests  # noqa: F401
+import tokenizers  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import FakeOpenAI  # noqa: E402
@@ -32,4 +37,6 @@ def demo(pytester: pytest.Pytester) -> Path:
             shutil.copytree(item, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(item, target)
+    config = pytester.path / "costgate.yaml"  # the ONNX model is read in place, not copied
+    config.write_text(config.read_text().replace("../onnx/", f"{DEMO.parent / 'onnx'}/"))
     return pytester.path

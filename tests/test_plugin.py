@@ -24,22 +24,22 @@ def test_can_be_disabled(pytester, demo):
 
 def test_demo_passes_against_its_baseline(pytester, demo):
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*costgate*", "suite*status*cost/req*monthly*", "support-answer*PASS*",
-                                 "ticket-triage*PASS*", "monthly estimate:*+$0.00*"])
+                                 "ticket-triage*PASS*", "local-answer*PASS*$0.00003125*", "monthly estimate:*+$0.00*"])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
 
 def test_ini_twin_enables_the_gate(pytester, demo):
     pytester.makeini("[pytest]\ncostgate = true\ncostgate_config = costgate.yaml\n")
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
 
 
 def test_template_growth_fails_naming_suite_and_metric(pytester, demo):
     template = demo / "templates" / "support.j2"
     template.write_text("Please be thorough, polite and cite sources. " * 3 + template.read_text())
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "metric*baseline*candidate*delta*threshold*level",
                                  "input_tokens_mean*fail +5%*fail", "note: template changed*"])
@@ -50,14 +50,14 @@ def test_small_growth_only_warns(pytester, demo):
     template = demo / "templates" / "support.j2"
     template.write_text(template.read_text().replace("at most three sentences", "at most three short sentences"))
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["support-answer*WARN*", "input_tokens_mean*warn"])
 
 
 def test_missing_baseline_reports_numbers_and_how_to_create_it(pytester, demo):
     (demo / "baseline.json").unlink()
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["support-answer*NO BASELINE*", "*--costgate-update-baseline*"])
 
 
@@ -65,20 +65,20 @@ def test_missing_baseline_can_be_made_to_fail(pytester, demo):
     (demo / "baseline.json").unlink()
     config = demo / "costgate.yaml"
     config.write_text(config.read_text() + "on_missing_baseline: fail\n")
-    pytester.runpytest(*GATE).assert_outcomes(failed=2)
+    pytester.runpytest(*GATE).assert_outcomes(failed=3)
 
 
 def test_update_baseline_writes_atomically_and_then_passes(pytester, demo):
     (demo / "baseline.json").unlink()
     result = pytester.runpytest(*GATE, "--costgate-update-baseline")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["costgate: wrote baseline *baseline.json"])
     doc = json.loads((demo / "baseline.json").read_text())
-    assert doc["schema"] == "costgate/1" and set(doc["suites"]) == {"support-answer", "ticket-triage"}
+    assert doc["schema"] == "costgate/1" and set(doc["suites"]) == {"support-answer", "ticket-triage", "local-answer"}
     assert "verdict" not in doc["suites"]["support-answer"]
     assert len(doc["suites"]["support-answer"]["prompts"]) == 24
     assert not list(demo.glob(".baseline.json.*"))  # no temp file left behind
-    pytester.runpytest(*GATE).assert_outcomes(passed=2)
+    pytester.runpytest(*GATE).assert_outcomes(passed=3)
 
 
 def test_update_of_one_suite_keeps_the_others(pytester, demo):
@@ -89,7 +89,7 @@ def test_update_of_one_suite_keeps_the_others(pytester, demo):
 
 
 def test_json_report(pytester, demo):
-    pytester.runpytest(*GATE, "--costgate-report", "out/report.json").assert_outcomes(passed=2)
+    pytester.runpytest(*GATE, "--costgate-report", "out/report.json").assert_outcomes(passed=3)
     report = json.loads((demo / "out" / "report.json").read_text())
     assert report["schema"] == "costgate/1"
     assert report["summary"]["status"] == "pass" and report["summary"]["monthly_delta"] == "0"
@@ -108,19 +108,19 @@ def test_tokens_only_mode_needs_no_model(pytester, demo):
     config = demo / "costgate.yaml"
     config.write_text(config.read_text().replace("function: demo_model:answer", "function: missing_module:answer"))
     result = pytester.runpytest(*GATE, "--costgate-tokens-only")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["support-answer*PASS*tokens-only*"])
     # a template change is still caught exactly
     template = demo / "templates" / "support.j2"
     template.write_text("Extra instructions that cost money on every single request. " * 4 + template.read_text())
     result = pytester.runpytest(*GATE, "--costgate-tokens-only")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["input_tokens_mean*fail"])
 
 
 def test_selecting_only_the_gate_with_a_marker(pytester, demo):
     pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
-    pytester.runpytest(*GATE, "-m", "costgate").assert_outcomes(passed=2, deselected=1)
+    pytester.runpytest(*GATE, "-m", "costgate").assert_outcomes(passed=3, deselected=1)
 
 
 def test_openai_suite_counts_errors_and_fails_with_the_server_message(pytester, openai_server):
@@ -152,8 +152,8 @@ def test_xdist_gives_the_same_verdicts_and_report(pytester, demo):
     template.write_text("More words here. " * 5 + template.read_text())
     serial = pytester.runpytest_subprocess(*GATE, "--costgate-report", "serial.json")
     parallel = pytester.runpytest_subprocess(*GATE, "--costgate-report", "parallel.json", "-n", "2")
-    serial.assert_outcomes(passed=1, failed=1)
-    parallel.assert_outcomes(passed=1, failed=1)
+    serial.assert_outcomes(passed=1, failed=2)
+    parallel.assert_outcomes(passed=1, failed=2)
     parallel.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "support-answer*FAIL*"])
 
     def stable(path: str) -> dict:
@@ -189,7 +189,7 @@ def test_new_and_removed_suites_are_shown_not_failed(pytester, demo):
     text = config.read_text().replace("  ticket-triage:", "  ticket-routing:")
     config.write_text(text)
     result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["ticket-routing*NEW*", "ticket-triage: in the baseline but no longer in the config*",
                                  "note: new suite: not in the baseline"])
     assert json.loads((demo / "r.json").read_text())["summary"]["removed_suites"] == ["ticket-triage"]
@@ -198,9 +198,9 @@ def test_new_and_removed_suites_are_shown_not_failed(pytester, demo):
 def test_added_and_removed_prompts_are_not_regressions(pytester, demo):
     prompts = demo / "prompts" / "support.jsonl"
     lines = prompts.read_text().splitlines()
-    big = '{"id": "support-new", "vars": {"product": "X", "tier": "pro", "question": "' + "word " * 400 + '"}}'
+    big = '{"id": "support-new", "vars": {"product": "X", "tier": "pro", "question": "' + "word " * 30 + '"}}'
     prompts.write_text("\n".join(lines[1:] + [big]) + "\n")
     result = pytester.runpytest(*GATE)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["note: 1 prompt(s) new since the baseline, not compared: support-new",
                                  "note: 1 prompt(s) gone since the baseline, not compared: support-000"])

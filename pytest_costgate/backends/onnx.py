@@ -49,6 +49,8 @@ class OnnxBackend:
         pad = generation.get("pad_token_id")
         self.pad = pad if isinstance(pad, int) else (min(self.eos) if self.eos else 0)
         self.default_max_new = int(opts.get("max_new_tokens", generation.get("max_new_tokens") or 64))
+        context = generation.get("max_position_embeddings", generation.get("n_positions"))
+        self.context = context if isinstance(context, int) else None
         self.batch_size = int(opts.get("batch_size", 1))
         if self.batch_size < 1:
             raise BackendError(f"{where}: 'batch_size' must be 1 or more.")
@@ -121,6 +123,12 @@ class OnnxBackend:
         stops = params.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         prompts = [self.tokenizer.encode(str(r.prompt)).ids for r in requests]
+        if self.context is not None and max(len(p) for p in prompts) + max_new > self.context:
+            return [Completion(error=f"prompt '{r.id}' has {len(p)} tokens + {max_new} new tokens, more than the "
+                               f"model's {self.context} positions; shorten the prompt or max_new_tokens")
+                    if len(p) + max_new > self.context else Completion(error=f"not run: batched with an over-long "
+                                                                             "prompt; use batch_size: 1 to isolate it")
+                    for r, p in zip(requests, prompts)]
         stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
         start = time.perf_counter()
         try:

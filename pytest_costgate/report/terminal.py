@@ -16,7 +16,7 @@ def money(value: Any, cents: bool = True) -> str:
     if cents or abs(amount) >= 1 or amount == 0:
         amount = amount.quantize(Decimal("0.01"))
         return f"{'-' if amount < 0 else ''}${abs(amount):,.2f}"
-    return f"{'-' if amount < 0 else ''}${float(abs(amount)):.6g}"
+    return f"{'-' if amount < 0 else ''}${Decimal(f'{float(abs(amount)):.6g}'):f}"
 
 
 def signed_money(value: Any) -> str:

@@ -141,3 +141,15 @@ def test_chat_prompts_are_refused_clearly():
 def test_prompt_longer_than_the_context_is_a_clear_request_error():
     done = backend(FIXTURES / "gpt2-tiny").complete(Request("long", "word " * 200, {"max_new_tokens": 4}))
     assert "more than the model's 128 positions" in done.error
+
+
+@pytest.mark.parametrize("folder", ["gpt2-tiny", "llama-tiny-merged"])
+def test_iobinding_path_matches_too(folder):
+    """The CUDA path's IOBinding loop (present OrtValues re-bound as past), run here on the CPU."""
+    from pytest_costgate.backends.onnx_decoder import GreedyDecoder
+
+    arch, _ = EXPORTS[folder]
+    model = backend(FIXTURES / folder)
+    model.decoder = GreedyDecoder(model.session, model.layout, "cpu", iobinding=True)
+    outputs = model.complete_batch(requests(arch))
+    assert [list(o.token_ids) for o in outputs] == list(REFERENCE["outputs"][arch].values())

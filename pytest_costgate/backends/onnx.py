@@ -78,17 +78,22 @@ class OnnxBackend:
     @staticmethod
     def _session(ort: Any, model: Path, provider: str, opts: Any, where: str) -> tuple[Any, str]:
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # a CPU-only machine would otherwise log each CUDA attempt
         if "threads" in opts:
             options.intra_op_num_threads = int(opts["threads"])
         cuda_options = dict(opts.get("provider_options") or {})
         wants_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
         providers: list[Any] = ([("CUDAExecutionProvider", cuda_options)] if wants_cuda else []) + ["CPUExecutionProvider"]
+        if wants_cuda and provider == "auto":
+            # onnxruntime-gpu on a machine without CUDA logs load errors for the attempt; auto means
+            # "CPU is fine", so those lines would only be noise. Restored to ORT's default after.
+            ort.set_default_logger_severity(4)
         try:
             session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
             raise BackendError(f"{where}: onnxruntime cannot load {model}: {str(exc).strip()[:300]}. "
                                "Re-export the model; the file may be truncated or not ONNX.") from None
+        finally:
+            ort.set_default_logger_severity(2)
         used = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         if provider == "cuda" and used != "cuda":
             raise BackendError(f"{where}: provider 'cuda' was asked for, but onnxruntime could not create the "

@@ -1,9 +1,10 @@
 """Greedy decoding of a Hugging Face Optimum decoder export with ONNX Runtime.
 
 The KV layout (layers, kv heads, head size, dtype) is read from the model's own inputs, so
-multi-head and grouped-query attention need no configuration. The loop binds outputs with
-IOBinding and feeds each step's `present.*` OrtValues back as the next step's `past_key_values.*`,
-so on CUDA the cache never leaves the device; only the last position's logits are copied out.
+multi-head and grouped-query attention need no configuration. On CUDA the loop binds
+outputs with IOBinding and feeds each step's `present.*` OrtValues back as the next step's
+`past_key_values.*`, so the cache never leaves the device; only the logits are copied out. On the
+CPU plain numpy feeds are cheaper (the cache is in host memory anyway).
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ class Generated:
 class GreedyDecoder:
     """Greedy generation for a batch of token-id prompts, left-padded with an attention mask."""
 
-    def __init__(self, session: Any, layout: Layout, device: str, device_id: int = 0) -> None:
+    def __init__(self, session: Any, layout: Layout, device: str, device_id: int = 0,
+                 iobinding: bool | None = None) -> None:
         import onnxruntime as ort
 
         self.ort = ort
@@ -83,6 +85,9 @@ class GreedyDecoder:
         self.layout = layout
         self.device = device  # "cpu" or "cuda"
         self.device_id = device_id
+        self.iobinding = device == "cuda" if iobinding is None else iobinding
+        self.past_names = [f"past_key_values.{i}.{kind}" for i in range(layout.layers) for kind in ("key", "value")]
+        self.output_names = ["logits"] + [n.replace("past_key_values.", "present.", 1) for n in self.past_names]
 
     def _value(self, array: np.ndarray) -> Any:
         return self.ort.OrtValue.ortvalue_from_numpy(array, self.device, self.device_id)
@@ -97,12 +102,15 @@ class GreedyDecoder:
         for row, prompt in enumerate(prompts):
             ids[row, longest - len(prompt):] = prompt
             mask[row, longest - len(prompt):] = 1
+        # Left padding: positions count real tokens only, as transformers' generate() does.
+        positions = np.maximum(mask.cumsum(-1) - 1, 0)
         results = [Generated([], 0.0) for _ in prompts]
         done = np.zeros(batch, dtype=bool)
         past: dict[str, Any] = {}
         step_ids = ids
-        for step in range(max_new_tokens):
-            logits, past = self._step(step_ids, mask, past, first=step == 0)
+        step = self._step_bound if self.iobinding else self._step_cpu
+        for index in range(max_new_tokens):
+            logits, past = step(self._feed(step_ids, mask, positions, past, index == 0))
             next_ids = logits.argmax(-1).astype(np.int64)
             now = time.perf_counter() - start
             for row in range(batch):
@@ -110,7 +118,7 @@ class GreedyDecoder:
                     continue
                 token = int(next_ids[row])
                 results[row].ids.append(token)
-                if step == 0:
+                if index == 0:
                     results[row].ttft_s = now
                 if token in eos or (stop is not None and stop(results[row].ids)):
                     done[row] = True
@@ -120,40 +128,47 @@ class GreedyDecoder:
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             if self.layout.mode == "recompute":
                 ids = np.concatenate([ids, next_ids[:, None]], axis=1)
+                positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
                 step_ids = ids
             else:
+                positions = positions[:, -1:] + 1
                 step_ids = next_ids[:, None]
         return results
 
-    def _step(self, input_ids: np.ndarray, mask: np.ndarray, past: dict[str, Any], first: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    def _feed(self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: dict[str, Any],
+              first: bool) -> dict[str, Any]:
         layout = self.layout
-        binding = self.session.io_binding()
-        batch, length = input_ids.shape
-        binding.bind_ortvalue_input("input_ids", self._value(input_ids))
+        feed: dict[str, Any] = {"input_ids": input_ids}
         if "attention_mask" in layout.inputs:
-            binding.bind_ortvalue_input("attention_mask", self._value(mask))
+            feed["attention_mask"] = mask
         if "position_ids" in layout.inputs:
-            # Left padding: positions count real tokens only, as transformers' generate() does.
-            positions = np.maximum(mask.cumsum(-1) - 1, 0)[:, -length:].astype(np.int64)
-            binding.bind_ortvalue_input("position_ids", self._value(positions))
-        bound = []
+            feed["position_ids"] = positions
         if layout.mode != "recompute":
             if "use_cache_branch" in layout.inputs:
-                binding.bind_ortvalue_input("use_cache_branch", self._value(np.array([not first])))
-            for layer in range(layout.layers):
-                for kind in ("key", "value"):
-                    name = f"past_key_values.{layer}.{kind}"
-                    value = past.get(name)
-                    if value is None:
-                        value = self._value(np.zeros((batch, layout.kv_heads, 0, layout.head_size), dtype=layout.dtype))
-                    binding.bind_ortvalue_input(name, value)
-                    bound.append(f"present.{layer}.{kind}")
-        bound.append("logits")
-        for name in bound:
+                feed["use_cache_branch"] = np.array([not first])
+            if first:
+                empty = np.zeros((input_ids.shape[0], layout.kv_heads, 0, layout.head_size), dtype=layout.dtype)
+                past = {name: empty for name in self.past_names}
+            feed.update(past)
+        return feed
+
+    def _step_cpu(self, feed: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Plain session.run: on the CPU the cache already lives in host memory, so numpy in/out is cheapest."""
+        outputs = self.session.run(self.output_names, feed)
+        return outputs[0][:, -1, :], dict(zip(self.past_names, outputs[1:]))
+
+    def _step_bound(self, feed: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """IOBinding: present.* stay on the GPU as OrtValues and are bound as the next step's past."""
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            if not isinstance(value, np.ndarray):
+                binding.bind_ortvalue_input(name, value)
+            elif name.startswith("past_key_values."):  # the empty first-step cache, made on the device
+                binding.bind_ortvalue_input(name, self._value(value))
+            else:
+                binding.bind_cpu_input(name, value)
+        for name in self.output_names:
             binding.bind_output(name, self.device, self.device_id)
         self.session.run_with_iobinding(binding)
-        values = dict(zip(bound, binding.get_outputs()))  # in the order they were bound
-        logits = values["logits"].numpy()[:, -1, :]
-        present = {name.replace("present.", "past_key_values.", 1): value
-                   for name, value in values.items() if name.startswith("present.")}
-        return logits, present
+        values = binding.get_outputs()  # in the order they were bound: logits, then present.*
+        return values[0].numpy()[:, -1, :], dict(zip(self.past_names, values[1:]))

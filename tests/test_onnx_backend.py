@@ -138,9 +138,12 @@ def test_chat_prompts_are_refused_clearly():
     assert "the onnx backend replays text" in done.error
 
 
-def test_prompt_longer_than_the_context_is_a_clear_request_error():
-    done = backend(FIXTURES / "gpt2-tiny").complete(Request("long", "word " * 200, {"max_new_tokens": 4}))
-    assert "more than the model's 128 positions" in done.error
+def test_prompt_longer_than_the_context_fails_alone():
+    model = backend(FIXTURES / "gpt2-tiny", batch_size=2)
+    long, short = model.complete_batch([Request("long", "word " * 1000, {"max_new_tokens": 4}),
+                                        Request("short", "Thanks", {"max_new_tokens": 4})])
+    assert "more than the model's 512 positions" in long.error
+    assert short.error is None and short.output_tokens == 4
 
 
 @pytest.mark.parametrize("folder", ["gpt2-tiny", "llama-tiny-merged"])

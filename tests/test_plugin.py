@@ -165,7 +165,7 @@ def test_xdist_gives_the_same_verdicts_and_report(pytester, demo):
                 suite["metrics"].pop(metric)
             suite["verdict"]["rows"] = [r for r in suite["verdict"]["rows"] if not r["metric"].startswith("latency")]
             for record in suite["prompts"].values():
-                for key in ("ttft_ms", "e2e_ms", "tpot_ms"):
+                for key in ("ttft_ms", "e2e_ms", "tpot_ms", "busy_ms"):
                     record.pop(key, None)
         doc.pop("created")
         return doc

@@ -128,12 +128,14 @@ class OnnxBackend:
         stops = params.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         prompts = [self.tokenizer.encode(str(r.prompt)).ids for r in requests]
-        if self.context is not None and max(len(p) for p in prompts) + max_new > self.context:
-            return [Completion(error=f"prompt '{r.id}' has {len(p)} tokens + {max_new} new tokens, more than the "
-                               f"model's {self.context} positions; shorten the prompt or max_new_tokens")
-                    if len(p) + max_new > self.context else Completion(error=f"not run: batched with an over-long "
-                                                                             "prompt; use batch_size: 1 to isolate it")
-                    for r, p in zip(requests, prompts)]
+        too_long = {i for i, p in enumerate(prompts) if self.context is not None and len(p) + max_new > self.context}
+        if too_long:  # those fail alone; the rest of the batch still runs
+            fits = [i for i in range(len(requests)) if i not in too_long]
+            done = dict(zip(fits, self.complete_batch([requests[i] for i in fits]) if fits else []))
+            return [done[i] if i in done else Completion(
+                error=f"prompt '{requests[i].id}' has {len(prompts[i])} tokens + {max_new} new tokens, more than "
+                      f"the model's {self.context} positions; shorten the prompt or max_new_tokens")
+                for i in range(len(requests))]
         stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
         start = time.perf_counter()
         try:

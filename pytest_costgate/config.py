@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
 from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
-from .yamlsrc import Key, Located, did_you_mean, load_yaml
+from .yamlsrc import Key, Reader, did_you_mean, load_yaml
 
 DEFAULT_THRESHOLDS: Mapping[str, MetricRule] = MappingProxyType({
     "cost_per_request": MetricRule(warn=parse_threshold("cost_per_request", "+1%"),
@@ -102,77 +102,6 @@ class Config:
         return next(s for s in self.suites if s.name == name)
 
 
-class _Reader:
-    """Typed access to the YAML tree that turns every mistake into a located ConfigError."""
-
-    def __init__(self, src: Located) -> None:
-        self.src = src
-        self.base = src.path.parent
-
-    def fail(self, key: Key, message: str) -> ConfigError:
-        return ConfigError(f"{self.src.where(key)}: {message}")
-
-    def value(self, key: Key) -> Any:
-        node: Any = self.src.data
-        for part in key:
-            node = node[part]
-        return node
-
-    def mapping(self, key: Key, allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        node = self.value(key)
-        if not isinstance(node, dict):
-            raise self.fail(key, f"expected a mapping of {', '.join(sorted(allowed))}, got {_kind(node)}.")
-        for name in node:
-            if name not in allowed:
-                raise self.fail(key + (name,), f"unknown key '{name}'.{did_you_mean(str(name), allowed)} "
-                                f"Allowed here: {', '.join(sorted(allowed))}.")
-        for name in required:
-            if name not in node:
-                raise self.fail(key, f"missing required key '{name}'.")
-        return node
-
-    def string(self, key: Key, choices: tuple[str, ...] = ()) -> str:
-        node = self.value(key)
-        if not isinstance(node, str) or not node.strip():
-            raise self.fail(key, f"expected a non-empty string, got {_kind(node)}.")
-        if choices and node not in choices:
-            raise self.fail(key, f"'{node}' is not one of {', '.join(choices)}.{did_you_mean(node, choices)}")
-        return node
-
-    def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False) -> Decimal:
-        node = self.value(key)
-        try:
-            if isinstance(node, bool) or not isinstance(node, (int, float, str)):
-                raise InvalidOperation
-            number = Decimal(str(node).replace("_", "").replace(",", ""))
-        except InvalidOperation:
-            raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
-        if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):
-            what = "a whole number" if integer else "a number"
-            raise self.fail(key, f"expected {what} >= {minimum}, got {node}.")
-        return number
-
-    def boolean(self, key: Key) -> bool:
-        node = self.value(key)
-        if not isinstance(node, bool):
-            raise self.fail(key, f"expected true or false, got {_kind(node)}.")
-        return node
-
-    def path(self, key: Key, what: str) -> Path:
-        path = (self.base / self.string(key)).resolve()
-        if not path.is_file():
-            raise self.fail(key, f"{what} '{path}' does not exist. Fix the path (relative to "
-                            f"{self.base}) or create the file.")
-        return path
-
-
-def _kind(node: Any) -> str:
-    if node is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: f"'{node}'", bool: f"{node}".lower()}.get(
-        type(node), repr(node))
-
-
 TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline"})
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
@@ -185,7 +114,7 @@ def load_config(path: Path) -> Config:
     src = load_yaml(path, "costgate config", ConfigError)
     if src.data is None:
         raise ConfigError(f"{path}: the config is empty. Start from the README's quickstart example.")
-    r = _Reader(src)
+    r = Reader(src, ConfigError)
     top = r.mapping((), TOP, required=("models", "suites"))
     if "version" in top and top["version"] != 1:
         raise r.fail(("version",), f"unsupported version {top['version']!r}; this costgate reads version 1.")
@@ -212,7 +141,7 @@ def load_config(path: Path) -> Config:
     )
 
 
-def _model(r: _Reader, name: str) -> ModelSpec:
+def _model(r: Reader, name: str) -> ModelSpec:
     from .backends import backend_options
 
     key: Key = ("models", name)
@@ -234,7 +163,7 @@ def _model(r: _Reader, name: str) -> ModelSpec:
     )
 
 
-def _tokenizer(r: _Reader, key: Key) -> TokenizerSpec:
+def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:
     if isinstance(r.value(key), str):
         return TokenizerSpec(encoding=r.string(key))
     node = r.mapping(key, {"encoding", "file", "tokenizer_json", "per_message", "per_name", "reply_priming"})
@@ -256,7 +185,7 @@ def _tokenizer(r: _Reader, key: Key) -> TokenizerSpec:
     )
 
 
-def _pricing(r: _Reader, key: Key) -> TokenPrice | GpuPrice:
+def _pricing(r: Reader, key: Key) -> TokenPrice | GpuPrice:
     node = r.value(key)
     if isinstance(node, dict) and "usd_per_hour" in node:
         r.mapping(key, {"usd_per_hour", "mode", "concurrency", "latency_s", "utilization"})
@@ -279,7 +208,7 @@ def _pricing(r: _Reader, key: Key) -> TokenPrice | GpuPrice:
     )
 
 
-def _rules(r: _Reader, key: Key, inherited: Mapping[str, MetricRule]) -> Mapping[str, MetricRule]:
+def _rules(r: Reader, key: Key, inherited: Mapping[str, MetricRule]) -> Mapping[str, MetricRule]:
     node = r.mapping(key, frozenset(METRICS))
     rules = dict(inherited)
     for metric, value in node.items():
@@ -298,7 +227,7 @@ def _rules(r: _Reader, key: Key, inherited: Mapping[str, MetricRule]) -> Mapping
     return MappingProxyType(rules)
 
 
-def _template(r: _Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None:
+def _template(r: Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None:
     if "template" in node and "chat_template" in node:
         raise r.fail(key, "give either 'template' (text) or 'chat_template' (messages), not both.")
     if "template" in node:
@@ -323,7 +252,7 @@ def _template(r: _Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None
     return TemplateSpec(chat=tuple(chat))
 
 
-def _suite(r: _Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict[str, Any],
+def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict[str, Any],
            default_rules: Mapping[str, MetricRule]) -> SuiteSpec:
     key: Key = ("suites", name)
     node = r.mapping(key, SUITE, required=("model", "prompts"))

@@ -32,10 +32,6 @@ class SuiteVerdict:
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "rows": [asdict(r) for r in self.rows], "notes": list(self.notes)}
 
-    @property
-    def breaches(self) -> list[Row]:
-        return [r for r in self.rows if r.status in ("warn", "fail")]
-
 
 def _num(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))

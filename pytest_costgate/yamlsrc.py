@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -96,3 +97,75 @@ def _build(
     if isinstance(node, yaml.SequenceNode):
         return [_build(n, key + (i,), lines, loader, path, error) for i, n in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
+
+
+class Reader:
+    """Typed access to a YAML tree; every mistake raises `error` naming file, line and field."""
+
+    def __init__(self, src: Located, error: type[Exception]) -> None:
+        self.src = src
+        self.base = src.path.parent
+        self.error = error
+
+    def fail(self, key: Key, message: str) -> Exception:
+        return self.error(f"{self.src.where(key)}: {message}")
+
+    def value(self, key: Key) -> Any:
+        node: Any = self.src.data
+        for part in key:
+            node = node[part]
+        return node
+
+    def mapping(self, key: Key, allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        node = self.value(key)
+        if not isinstance(node, dict):
+            raise self.fail(key, f"expected a mapping of {', '.join(sorted(allowed))}, got {_kind(node)}.")
+        for name in node:
+            if name not in allowed:
+                raise self.fail(key + (name,), f"unknown key '{name}'.{did_you_mean(str(name), allowed)} "
+                                f"Allowed here: {', '.join(sorted(allowed))}.")
+        for name in required:
+            if name not in node:
+                raise self.fail(key, f"missing required key '{name}'.")
+        return node
+
+    def string(self, key: Key, choices: tuple[str, ...] = ()) -> str:
+        node = self.value(key)
+        if not isinstance(node, str) or not node.strip():
+            raise self.fail(key, f"expected a non-empty string, got {_kind(node)}.")
+        if choices and node not in choices:
+            raise self.fail(key, f"'{node}' is not one of {', '.join(choices)}.{did_you_mean(node, choices)}")
+        return node
+
+    def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False) -> Decimal:
+        node = self.value(key)
+        try:
+            if isinstance(node, bool) or not isinstance(node, (int, float, str)):
+                raise InvalidOperation
+            number = Decimal(str(node).replace("_", "").replace(",", ""))
+        except InvalidOperation:
+            raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
+        if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):
+            what = "a whole number" if integer else "a number"
+            raise self.fail(key, f"expected {what} >= {minimum}, got {node}.")
+        return number
+
+    def boolean(self, key: Key) -> bool:
+        node = self.value(key)
+        if not isinstance(node, bool):
+            raise self.fail(key, f"expected true or false, got {_kind(node)}.")
+        return node
+
+    def path(self, key: Key, what: str) -> Path:
+        path = (self.base / self.string(key)).resolve()
+        if not path.is_file():
+            raise self.fail(key, f"{what} '{path}' does not exist. Fix the path (relative to "
+                            f"{self.base}) or create the file.")
+        return path
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"'{node}'", bool: f"{node}".lower()}.get(
+        type(node), repr(node))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..config import ModelSpec

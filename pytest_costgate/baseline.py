@@ -100,12 +100,16 @@ def load_baseline(path: Path) -> dict[str, Any] | None:
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON so that readers see the old file or the new one, never a torn one."""
+    write_text_atomic(path, json.dumps(doc, indent=2, default=_default) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2, sort_keys=False, default=_default)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -125,38 +129,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_outputs(config: Config, baseline: dict[str, Any] | None, suites: dict[str, Any], update: bool,
-                  report: Path | None) -> list[str]:
-    """Write the JSON report and, when asked, the baseline; returns lines saying what happened."""
-    lines = []
-    ordered = {s.name: suites[s.name] for s in config.suites if s.name in suites}
-    if report is not None:
-        lines.append(_write(report, document(config, ordered, summary(ordered, baseline, removed_suites(config, baseline))), "report"))
-    if update:
-        if not ordered:
-            return lines + ["costgate: no suite finished; the baseline was left as it was"]
-        kept = {name: entry for name, entry in ((baseline or {}).get("suites") or {}).items()
-                if name not in ordered and any(s.name == name for s in config.suites)}
-        stored = {**kept, **{name: {k: v for k, v in e.items() if k != "verdict"} for name, e in ordered.items()}}
-        stored = {s.name: stored[s.name] for s in config.suites if s.name in stored}
-        lines.append(_write(config.baseline, document(config, stored), "baseline"))
-        failing = [n for n, e in ordered.items() if e["metrics"]["errors"]]
-        if failing:
-            lines.append(f"costgate: warning: the baseline holds failed requests for {', '.join(failing)}")
-    return lines
-
-
-def _write(path: Path, doc: dict[str, Any], what: str) -> str:
-    try:
-        write_json_atomic(path, doc)
-    except OSError as exc:
-        return f"costgate: could not write the {what} to {path}: {exc}"
-    return f"costgate: wrote {what} {path}"
-
-
 def removed_suites(config: Config, baseline: dict[str, Any] | None) -> list[str]:
     """Suites the baseline has that the config no longer names."""
-    names = {s.name for s in config.suites}
+    return removed_suites_of({s.name for s in config.suites}, baseline)
+
+
+def removed_suites_of(names: set[str], baseline: dict[str, Any] | None) -> list[str]:
     return [name for name in ((baseline or {}).get("suites") or {}) if name not in names]
 
 
@@ -181,4 +159,6 @@ def summary(suites: dict[str, Any], baseline: dict[str, Any] | None, removed: li
         "baseline_monthly_cost": decimal_text(base_total) if compared else None,
         "monthly_delta": decimal_text(cand_total - base_total) if compared else None,
         "removed_suites": removed,
+        "baseline_git_sha": (baseline or {}).get("git_sha"),
+        "baseline_created": (baseline or {}).get("created"),
     }

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Mapping
 
 from .backends import Request, create_backend
 from .baseline import comparable, decimal_text, environment
-from .config import Config, GpuPrice, SuiteSpec
+from .config import Config, SuiteSpec
 from .errors import BaselineError
 from .measure import PromptResult, aggregate, replay, subset, tokens_only
 from .pricing import describe
 from .prompts import load_prompt_set
 from .render import PromptRenderer
-from .thresholds import METRICS
+from .thresholds import METRICS, MetricRule
 from .tokens import TokenCounter, load_counter
-from .verdict import SuiteVerdict, error_limit, judge
+from .verdict import Row, SuiteVerdict, error_limit, judge
 
 NOISY_COST = ("cost_per_request", "monthly_cost")
 
@@ -28,7 +28,7 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     rendered = [renderer.render(record) for record in prompt_set.records]
     counts = count_inputs(counter, rendered)
     base_suite = (baseline or {}).get("suites", {}).get(spec.name)
-    base_results = _results(base_suite, config, spec.name)
+    base_results = parse_results(base_suite, config.baseline, spec.name)
     price = spec.model.pricing
     mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
     load_s = wall_s = 0.0
@@ -65,7 +65,27 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     }
     verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry)
     entry["verdict"] = verdict.to_json()
+    entry["baseline_template_hash"] = (base_suite or {}).get("template_hash")
+    entry["prompt_changes"] = prompt_changes(results, base_results)
     return entry
+
+
+def prompt_changes(results: list[PromptResult], base: dict[str, PromptResult], keep: int = 20) -> list[dict[str, Any]]:
+    """The prompts whose cost per request grew most (then tokens), for the diff's details."""
+    changes = []
+    for r in results:
+        b = base.get(r.id)
+        if b is None or r.error or b.error:
+            continue
+        cost = (r.cost - b.cost) if r.cost is not None and b.cost is not None else None
+        tokens_in = (r.input_tokens or 0) - (b.input_tokens or 0)
+        tokens_out = (r.output_tokens or 0) - (b.output_tokens or 0)
+        if cost or tokens_in or tokens_out:
+            changes.append({"id": r.id, "cost_delta": None if cost is None else decimal_text(cost),
+                            "input_tokens_delta": tokens_in, "output_tokens_delta": tokens_out})
+    changes.sort(key=lambda c: (Decimal(c["cost_delta"] or 0), c["input_tokens_delta"] + c["output_tokens_delta"]),
+                 reverse=True)
+    return changes[:keep]
 
 
 def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], metrics: dict[str, Any],
@@ -88,6 +108,13 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
             notes.append("new suite: not in the baseline")
             status = "new"
         return SuiteVerdict(status="fail" if extra else status, rows=tuple(extra), notes=tuple(notes))
+    return compare_suite(base_suite, base_results, results, entry, spec.thresholds, extra, notes)
+
+
+def compare_suite(base_suite: dict[str, Any], base_results: dict[str, PromptResult], results: list[PromptResult],
+                  entry: dict[str, Any], rules: Mapping[str, MetricRule], extra: list[Row],
+                  notes: list[str]) -> SuiteVerdict:
+    """Judge a suite entry against its baseline entry over the prompts both have."""
     ours = {r.id for r in results}
     common = ours & set(base_results)
     added, removed = sorted(ours - common), sorted(set(base_results) - common)
@@ -96,21 +123,24 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
     if removed:
         notes.append(f"{len(removed)} prompt(s) gone since the baseline, not compared: {_ids(removed)}")
     if base_suite.get("template_hash") != entry["template_hash"]:
-        notes.append(f"template changed ({base_suite.get('template_hash')} -> {entry['template_hash']})")
+        notes.append(f"template changed ({base_suite.get('template_hash')} → {entry['template_hash']})")
     if base_suite.get("pricing") != entry["pricing"]:
-        notes.append(f"prices changed ({base_suite.get('pricing')} -> {entry['pricing']})")
-    base_month = base_suite.get("requests_per_month")
-    base_agg = aggregate(subset(list(base_results.values()), common), None if base_month is None else Decimal(base_month))
-    cand_agg = aggregate(subset(results, common), spec.requests_per_month)
+        notes.append(f"prices changed ({base_suite.get('pricing')} → {entry['pricing']})")
+
+    def month(suite: dict[str, Any]) -> Decimal | None:
+        return None if suite.get("requests_per_month") is None else Decimal(suite["requests_per_month"])
+
+    base_agg = aggregate(subset(list(base_results.values()), common), month(base_suite))
+    cand_agg = aggregate(subset(results, common), month(entry))
     same_env, differ = comparable(base_suite.get("fingerprint"), entry["fingerprint"])
     noisy = {m for m, (_, is_noisy) in METRICS.items() if is_noisy}
-    if isinstance(spec.model.pricing, GpuPrice):
+    if (entry.get("pricing") or {}).get("kind") == "gpu":
         noisy |= set(NOISY_COST)
     not_comparable = set() if same_env else noisy
-    if not same_env and any(m in spec.thresholds for m in noisy):
+    if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
-    return judge(base_agg, cand_agg, spec.thresholds, not_comparable, extra, notes)
+    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes)
 
 
 def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:
@@ -125,14 +155,14 @@ def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:
     return counts
 
 
-def _results(suite: dict[str, Any] | None, config: Config, name: str) -> dict[str, PromptResult]:
+def parse_results(suite: dict[str, Any] | None, source: Any, name: str) -> dict[str, PromptResult]:
     """The baseline's per-prompt records of a suite; a damaged entry is a BaselineError."""
     if not suite:
         return {}
     try:
         return {pid: PromptResult.from_json(pid, data) for pid, data in suite["prompts"].items()}
     except (KeyError, TypeError, AttributeError, ArithmeticError, ValueError) as exc:
-        raise BaselineError(f"{config.baseline}: suite '{name}' is damaged ({type(exc).__name__}: {exc}). "
+        raise BaselineError(f"{source}: suite '{name}' is damaged ({type(exc).__name__}: {exc}). "
                             "Restore the file from git or re-create it with --costgate-update-baseline.") from None
 
 

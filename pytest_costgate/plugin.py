@@ -22,6 +22,8 @@ class State:
     tokens_only: bool
     update: bool
     report: Path | None
+    markdown: Path | None = None
+    template: Path | None = None
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
@@ -39,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--costgate-update-baseline", "costgate_update_baseline", "write the baseline from this run", True),
         ("--costgate-tokens-only", "costgate_tokens_only", "no model calls: exact input tokens, output from baseline", True),
         ("--costgate-report", "costgate_report", "write the JSON report (costgate/1) to this path", False),
+        ("--costgate-markdown", "costgate_markdown", "write the Markdown cost diff (the PR comment) to this path", False),
+        ("--costgate-markdown-template", "costgate_markdown_template", "a Jinja2 template replacing the built-in comment", False),
     ]
     for flag, ini, text, boolean in options:
         if boolean:
@@ -85,9 +89,12 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
     except CostgateError as exc:
         raise pytest.UsageError(f"costgate: {exc}") from None
-    report = _setting(config, "costgate_report")
+    here = Path(config.invocation_params.dir)
+    report, markdown, template = (_setting(config, name) for name in
+                                  ("costgate_report", "costgate_markdown", "costgate_markdown_template"))
     state = State(cg, baseline, _flag(config, "costgate_tokens_only"), update,
-                  Path(config.invocation_params.dir) / report if report else None)
+                  here / report if report else None, here / markdown if markdown else None,
+                  here / template if template else None)
     config.stash[STATE] = state
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(state), "costgate-controller")
@@ -158,10 +165,11 @@ class Controller:
             self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .baseline import write_outputs
+        from .report.files import write_outputs
 
         state = self.state
-        state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report)
+        state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report,
+                                      state.markdown, state.template)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .baseline import removed_suites

@@ -74,7 +74,7 @@ def test_update_baseline_writes_atomically_and_then_passes(pytester, demo):
     result.stdout.fnmatch_lines(["costgate: wrote baseline *baseline.json"])
     doc = json.loads((demo / "baseline.json").read_text())
     assert doc["schema"] == "costgate/1" and set(doc["suites"]) == {"support-answer", "ticket-triage", "local-answer"}
-    assert "verdict" not in doc["suites"]["support-answer"]
+    assert not {"verdict", "prompt_changes"} & set(doc["suites"]["support-answer"])
     assert len(doc["suites"]["support-answer"]["prompts"]) == 24
     assert not list(demo.glob(".baseline.json.*"))  # no temp file left behind
     pytester.runpytest(*GATE).assert_outcomes(passed=3)

@@ -1,0 +1,150 @@
+"""The PR cost diff as GitHub-flavoured Markdown, rendered by a Jinja2 template (user-overridable)."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+
+from .. import __version__
+from ..errors import TemplateError
+from .terminal import money, number, signed_money
+
+MARKER = "<!-- costgate-comment -->"
+GITHUB_LIMIT = 65_536
+STATUS = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
+          "removed": "🗑️ removed", "error": "💥 error"}
+_MENTION = re.compile(r"([@#])(?=[\w\d])")
+
+
+def cell(value: Any, limit: int = 80) -> str:
+    """Text safe inside a GFM table cell: no pipes, code, HTML, links, mentions or issue refs."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
+    return _MENTION.sub("\\1\u200b", text)  # a zero-width space stops @mentions and #123 links
+
+
+def _row(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["metric"] == metric), None)
+
+
+def _delta(row: dict[str, Any] | None, money_value: bool = False) -> str:
+    if row is None or row["delta"] is None:
+        return ""
+    delta = Decimal(row["delta"])
+    shown = signed_money(delta) if money_value else f"{'+' if delta >= 0 else ''}{number(delta)}"
+    return f"{shown} ({row['delta_pct']})" if row["delta_pct"] else shown
+
+
+def _latency(entry: Mapping[str, Any]) -> str:
+    e2e = (entry.get("latency") or {}).get("e2e_ms")
+    if not e2e:
+        return "–"
+    rows = entry["verdict"]["rows"]
+    states = {r["status"] for r in rows if r["metric"].startswith("latency")}
+    label = ("not comparable" if "not-comparable" in states else "breach" if states & {"warn", "fail"}
+             else "within threshold" if "pass" in states else "not gated")
+    return f"{number(e2e['p50'])} / {number(e2e['p95'])} ms ({label})"
+
+
+def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True) -> dict[str, Any]:
+    """Everything the template shows, already formatted and escaped."""
+    summary = report.get("summary") or {}
+    suites, breaches, changes, templates, chart = [], [], [], [], []
+    for name, entry in report["suites"].items():
+        rows, metrics = entry["verdict"]["rows"], entry["metrics"]
+        cost, month = _row(rows, "cost_per_request"), _row(rows, "monthly_cost")
+        base_cost = Decimal(cost["baseline"]) * 1000 if cost else None
+        head_cost = Decimal(metrics["cost_per_request"]) * 1000 if metrics.get("cost_per_request") else None
+        suites.append({
+            "name": cell(name), "status": STATUS.get(entry["verdict"]["status"], entry["verdict"]["status"]),
+            "model": cell(entry.get("model", "")),
+            "cost_1k": f"{money(base_cost)} → {money(head_cost)}" if base_cost is not None else money(head_cost),
+            "monthly": money(metrics.get("monthly_cost")), "monthly_delta": _delta(month, True) or "–",
+            "input": f"{number(metrics.get('input_tokens_mean'))} {_delta(_row(rows, 'input_tokens_mean'))}".strip(),
+            "output": f"{number(metrics.get('output_tokens_mean'))} {_delta(_row(rows, 'output_tokens_mean'))}".strip(),
+            "latency": _latency(entry),
+        })
+        for r in rows:
+            if r["status"] in ("warn", "fail"):
+                breaches.append({"icon": "❌" if r["status"] == "fail" else "⚠️", "suite": cell(name),
+                                 "metric": r["metric"], "baseline": r["baseline"] or "–", "candidate": r["candidate"],
+                                 "delta": r["delta_pct"] or r["delta"] or "", "threshold": cell(r["threshold"] or "")})
+        for c in entry.get("prompt_changes", [])[:top_prompts]:
+            changes.append({"suite": cell(name), "id": cell(c["id"]),
+                            "cost": signed_money(Decimal(c["cost_delta"]) * 1000) if c["cost_delta"] else "–",
+                            "input": f"{c['input_tokens_delta']:+d}", "output": f"{c['output_tokens_delta']:+d}"})
+        if entry.get("baseline_template_hash") and entry["baseline_template_hash"] != entry.get("template_hash"):
+            templates.append({"suite": cell(name), "before": entry["baseline_template_hash"], "after": entry["template_hash"]})
+        if metrics.get("monthly_cost") is not None:
+            base_month = Decimal(month["baseline"]) if month and month["baseline"] is not None else None
+            chart.append((name, base_month, Decimal(metrics["monthly_cost"])))
+    for name in summary.get("removed_suites") or []:
+        suites.append({"name": cell(name), "status": STATUS["removed"], "model": "", "cost_1k": "–", "monthly": "–",
+                       "monthly_delta": "–", "input": "–", "output": "–", "latency": "–"})
+    env = report.get("environment") or {}
+    prices = report.get("prices") or {}
+    return {
+        "marker": MARKER, "headline": headline(summary), "suites": suites, "breaches": breaches,
+        "changes": changes, "templates": templates, "chart": _chart(chart),
+        "notes": [f"**{cell(n)}**: {cell(note, 300)}" for n, e in report["suites"].items()
+                  for note in e["verdict"]["notes"]] if notes else [],
+        "environment": cell(", ".join(f"{k} {v}" for k, v in env.items()), 200),
+        "prices": cell(" ".join(str(p) for p in (prices.get("source"), prices.get("date")) if p) or "not stated"),
+        "baseline": cell((summary.get("baseline_git_sha") or "unknown")[:12]), "version": __version__,
+    }
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """Infracost-style first line: the monthly change, or why there is none."""
+    if summary.get("monthly_delta") is None:
+        total = summary.get("monthly_cost")
+        return f"Monthly estimate {money(total)} (no baseline to compare with)" if total else "No cost estimate"
+    delta, base = Decimal(summary["monthly_delta"]), Decimal(summary["baseline_monthly_cost"] or 0)
+    if delta.quantize(Decimal("0.01")) == 0:
+        return f"Monthly estimate unchanged at {money(summary['monthly_cost'])}"
+    pct = f" ({delta / base * 100:+.1f}%)" if base else ""
+    word, icon = ("increased", "📈") if delta > 0 else ("decreased", "📉")
+    return f"Monthly estimate {word} by {money(abs(delta))}{pct} {icon}"
+
+
+def _chart(rows: list[tuple[str, Decimal | None, Decimal]]) -> str | None:
+    if not rows:
+        return None
+    labels, values = [], []
+    for name, base, head in rows:
+        safe = re.sub(r"[^\w .:-]", "_", name)[:30]
+        if base is not None:
+            labels.append(f'"{safe} (base)"')
+            values.append(f"{base:.2f}")
+        labels.append(f'"{safe} (head)"')
+        values.append(f"{head:.2f}")
+    return ("xychart-beta\n    title \"Monthly cost per suite (USD)\"\n"
+            f"    x-axis [{', '.join(labels)}]\n    y-axis \"USD / month\"\n    bar [{', '.join(values)}]")
+
+
+def render_markdown(report: Mapping[str, Any], template: Path | None = None, limit: int = GITHUB_LIMIT) -> str:
+    """The comment body; details are shortened first when the body would pass GitHub's limit."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("pytest_costgate.report", "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        tpl = env.from_string(template.read_text(encoding="utf-8")) if template else env.get_template("comment.md.j2")
+    except (OSError, jinja2.TemplateError) as exc:
+        raise TemplateError(f"{template}: cannot load the Markdown template: {exc}") from None
+    attempts = [(10, True, None), (3, True, "showing the top 3 prompts per suite"),
+                (0, True, "prompt details left out"), (0, False, "prompt details and notes left out")]
+    for top, notes, cut in attempts:
+        ctx = context(report, top, notes)
+        ctx["shortened"] = f"Details shortened to fit GitHub's {limit:,}-character limit: {cut}." if cut else None
+        try:
+            body = tpl.render(**ctx)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{template or 'comment.md.j2'}: rendering failed: {exc}") from None
+        if len(body) <= limit:
+            return body
+    return body[: limit - 200] + f"\n\n_Cut at GitHub's {limit:,}-character limit._\n"

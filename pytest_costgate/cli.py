@@ -40,6 +40,63 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_report(path: str) -> dict:
+    from .baseline import load_baseline
+
+    report = load_baseline(Path(path))
+    if report is None:
+        raise CostgateError(f"{path}: no such report file. Write one with pytest --costgate --costgate-report {path}.")
+    return report
+
+
+def _emit(body: str, output: str | None) -> None:
+    if output:
+        from .baseline import write_text_atomic
+
+        write_text_atomic(Path(output), body)
+    else:
+        print(body)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .diff import diff_reports
+    from .report.markdown import render_markdown
+
+    report = diff_reports(_load_report(args.base), _load_report(args.head), args.base)
+    _emit(render_markdown(report, Path(args.template) if args.template else None), args.output)
+    return 0
+
+
+def _comment(args: argparse.Namespace) -> int:
+    import os
+
+    from .errors import GitHubError
+    from .github import post, target_from_env
+    from .report.markdown import MARKER, render_markdown
+
+    body = render_markdown(_load_report(args.report), Path(args.template) if args.template else None)
+    if args.output:
+        _emit(body, args.output)
+    if not (args.post or os.environ.get("GITHUB_ACTIONS") == "true") or args.behavior == "off":
+        if not args.output:
+            print(body)
+        return 0
+    token = os.environ.get(args.token_env)
+    try:
+        if not token:
+            raise GitHubError(f"no token: the environment variable {args.token_env} is empty. In a workflow pass "
+                              "github-token (secrets.GITHUB_TOKEN) with 'pull-requests: write'.")
+        posted = post(body, target_from_env(args.pr, args.repo), token, args.behavior, MARKER)
+    except GitHubError as exc:
+        print(f"costgate: warning: the PR comment was not posted: {exc}", file=sys.stderr)
+        return 1 if args.strict else 0
+    if posted.action == "fallback":
+        print(f"costgate: notice: {posted.note}", file=sys.stderr)
+    else:
+        print(f"costgate: comment {posted.action}" + (f": {posted.url}" if posted.url else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `costgate` console script."""
     parser = argparse.ArgumentParser(prog="costgate", description=__doc__)
@@ -51,6 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("report")
     show.add_argument("--baseline", help="baseline JSON to show the monthly change against")
     show.set_defaults(run=_show)
+    diff = sub.add_parser("diff", help="render the Markdown cost diff of two reports (base, head)")
+    diff.add_argument("base")
+    diff.add_argument("head")
+    diff.add_argument("-o", "--output", help="write the Markdown here instead of stdout")
+    diff.add_argument("--template", help="a Jinja2 template replacing the built-in one")
+    diff.set_defaults(run=_diff)
+    comment = sub.add_parser("comment", help="render a report as the PR comment; post it in GitHub Actions or with --post")
+    comment.add_argument("report")
+    comment.add_argument("-o", "--output", help="also write the Markdown here")
+    comment.add_argument("--template", help="a Jinja2 template replacing the built-in one")
+    comment.add_argument("--post", action="store_true", help="post even outside GitHub Actions")
+    comment.add_argument("--behavior", default="update", choices=("update", "new", "delete-and-new", "hide-and-new", "off"))
+    comment.add_argument("--pr", type=int, help="pull request number (default: from GITHUB_EVENT_PATH)")
+    comment.add_argument("--repo", help="owner/name (default: GITHUB_REPOSITORY)")
+    comment.add_argument("--token-env", default="GITHUB_TOKEN", help="environment variable holding the token")
+    comment.add_argument("--strict", action="store_true", help="exit 1 when posting fails (default: warn, exit 0)")
+    comment.set_defaults(run=_comment)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_costgate.backends import Request
-from pytest_costgate.backends.openai import OpenAIBackend, _retry_after
+from pytest_costgate.backends.openai import OpenAIBackend
+from pytest_costgate.retry import rate_limit_wait, retry_after
 from pytest_costgate.config import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.errors import BackendError
 from pytest_costgate.measure import replay
@@ -112,7 +113,9 @@ def test_missing_api_key_env_is_a_clear_error(monkeypatch):
 
 
 def test_retry_after_forms():
-    assert _retry_after("3") == 3.0
-    assert _retry_after(None) is None
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date: no wait
-    assert _retry_after("soon") is None
+    assert retry_after("3") == 3.0
+    assert retry_after(None) is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date: no wait
+    assert retry_after("soon") is None
+    assert rate_limit_wait({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}) == 0.0
+    assert rate_limit_wait({"X-RateLimit-Remaining": "5", "X-RateLimit-Reset": "1"}) is None

@@ -1,7 +1,6 @@
 """Any OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, Ollama, OpenAI), streamed for TTFT."""
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import time
@@ -11,6 +10,7 @@ import requests
 
 from ..config import ModelSpec
 from ..errors import BackendError
+from ..retry import retry_after
 from . import Completion, Request
 from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
@@ -180,7 +180,7 @@ class OpenAIBackend:
             detail = response.text.strip()[:200] or response.reason
         message = f"{self.url} answered HTTP {response.status_code}: {detail}"
         if response.status_code in RETRY_STATUS:
-            return _Retryable(message, _retry_after(response.headers.get("Retry-After")))
+            return _Retryable(message, retry_after(response.headers.get("Retry-After")))
         hint = HINTS.get(response.status_code)
         return BackendError(f"{message}" + (f" ({hint})" if hint else ""))
 
@@ -199,21 +199,6 @@ def _completion(text: str, usage: dict[str, Any] | None, ttft: float | None, e2e
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _reason(exc: Exception) -> str:

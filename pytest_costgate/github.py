@@ -58,12 +58,12 @@ class Forbidden(GitHubError):
 class GitHub:
     """A small REST client: auth, retries on 5xx and rate limits, pagination; never shows the token."""
 
-    def __init__(self, token: str, retries: int = 3, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, token: str, retries: int = 3, sleep: Callable[[float], None] | None = None,
                  max_wait: float = 60.0) -> None:
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                                      "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "pytest-costgate"})
-        self.retries, self.sleep, self.max_wait = retries, sleep, max_wait
+        self.retries, self.sleep, self.max_wait = retries, sleep or time.sleep, max_wait
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         for attempt in range(self.retries + 1):

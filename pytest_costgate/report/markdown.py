@@ -17,6 +17,7 @@ GITHUB_LIMIT = 65_536
 STATUS = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
           "removed": "🗑️ removed", "error": "💥 error"}
 _MENTION = re.compile(r"([@#])(?=[\w\d])")
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(?=[:.])")
 
 
 def cell(value: Any, limit: int = 80) -> str:
@@ -26,6 +27,7 @@ def cell(value: Any, limit: int = 80) -> str:
         text = text[: limit - 1] + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
+    text = _AUTOLINK.sub("\\1\u200b", text)  # GFM autolinks bare URLs and www. names
     return _MENTION.sub("\\1\u200b", text)  # a zero-width space stops @mentions and #123 links
 
 

@@ -1,0 +1,120 @@
+"""Run action.yml's steps as the Actions runner would, against the demo and a loopback GitHub."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from github_server import FakeGitHub
+
+ROOT = Path(__file__).parent.parent
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
+TOKEN = "ghs_actionTOKEN42"
+
+
+def run_action(workspace: Path, env: dict[str, str], **given: str) -> tuple[int, dict[str, str], str]:
+    """Execute the composite steps in order; returns (job exit code, action outputs, log)."""
+    inputs = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
+    inputs["github-token"] = TOKEN
+    inputs.update(given)
+    outputs: dict[str, dict[str, str]] = {}
+
+    def evaluate(expression: str) -> str:
+        e = expression.strip()
+        if e == "always()":
+            return "true"
+        if m := re.fullmatch(r"inputs\.([\w-]+) == '([^']*)'", e):
+            return str(inputs[m.group(1)] == m.group(2)).lower()
+        if m := re.fullmatch(r"inputs\.([\w-]+)", e):
+            return inputs[m.group(1)]
+        if m := re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", e):
+            return outputs.get(m.group(1), {}).get(m.group(2), "")
+        if e == "github.action_path":
+            return str(ROOT)
+        raise AssertionError(f"expression not understood by this runner: {e}")
+
+    def sub(text: str) -> str:
+        return re.sub(r"\$\{\{(.*?)\}\}", lambda m: evaluate(m.group(1)), str(text))
+
+    failed, log = False, ""
+    for index, step in enumerate(ACTION["runs"]["steps"]):
+        condition = sub(step["if"]) if "if" in step else ("false" if failed else "true")
+        if condition != "true" or (failed and "always()" not in step.get("if", "")):
+            continue
+        out_file = workspace.parent / f"output-{index}"
+        out_file.write_text("")
+        script = workspace.parent / f"step-{index}.sh"
+        script.write_text(step["run"])
+        step_env = {**os.environ, **env, "GITHUB_OUTPUT": str(out_file),
+                    **{k: sub(v) for k, v in (step.get("env") or {}).items()}}
+        cwd = workspace / sub(step.get("working-directory", "."))
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=cwd,
+                              env=step_env, capture_output=True, text=True, timeout=300)
+        log += f"--- {step['name']} (exit {done.returncode})\n{done.stdout}{done.stderr}"
+        outputs[step.get("id", str(index))] = dict(
+            line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
+        failed = failed or done.returncode != 0
+    action_outputs = {name: sub(spec["value"]) for name, spec in ACTION["outputs"].items()}
+    return (1 if failed else 0), action_outputs, log
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    space = tmp_path / "repo"
+    shutil.copytree(ROOT / "fixtures" / "demo", space, ignore=shutil.ignore_patterns("__pycache__"))
+    config = space / "costgate.yaml"
+    config.write_text(config.read_text().replace("../onnx/", f"{ROOT / 'fixtures' / 'onnx'}/"))
+    return space
+
+
+@pytest.fixture
+def github_env(tmp_path):
+    server = FakeGitHub()
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"action": "opened", "number": 7, "pull_request": {"number": 7}}))
+    (tmp_path / "runner-temp").mkdir()
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+           "GITHUB_REPOSITORY": "acme/app", "GITHUB_API_URL": server.url, "RUNNER_TEMP": str(tmp_path / "runner-temp"),
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    yield server, env
+    server.close()
+
+
+def test_passing_gate(workspace, github_env):
+    server, env = github_env
+    code, outputs, log = run_action(workspace, env, install="false")
+    assert code == 0, log
+    assert outputs["verdict"] == "pass" and outputs["monthly-delta-usd"] == "0"
+    assert json.loads(Path(outputs["report-path"]).read_text())["schema"] == "costgate/1"
+    assert len(server.comments) == 1 and "Monthly estimate unchanged" in server.comments[0]["body"]
+    assert TOKEN not in log
+
+
+def test_failing_gate_still_comments_then_fails(workspace, github_env):
+    server, env = github_env
+    template = workspace / "templates" / "support.j2"
+    template.write_text("Please always answer with great care and detail. " + template.read_text())
+    code, outputs, log = run_action(workspace, env, install="false")
+    assert code == 1, log
+    assert outputs["verdict"] == "fail" and float(outputs["monthly-delta-usd"]) > 0
+    assert len(server.comments) == 1 and "Monthly estimate increased" in server.comments[0]["body"]
+    assert "costgate verdict: fail" in log
+    code, outputs, _ = run_action(workspace, env, install="false", **{"fail-on-breach": "false"})
+    assert code == 0 and outputs["verdict"] == "fail"
+    assert len(server.comments) == 1  # the sticky comment was updated, not duplicated
+
+
+def test_broken_config_is_an_error_verdict(workspace, github_env):
+    server, env = github_env
+    (workspace / "costgate.yaml").write_text("models: [\n")
+    code, outputs, log = run_action(workspace, env, install="false")
+    assert code != 0 and outputs["verdict"] == "error"
+    assert "not valid YAML" in log and server.comments == []

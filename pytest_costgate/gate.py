@@ -140,7 +140,22 @@ def compare_suite(base_suite: dict[str, Any], base_results: dict[str, PromptResu
     if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
-    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes)
+    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, _pairs(noisy, base_results, results, common))
+
+
+def _pairs(noisy: set[str], base: dict[str, PromptResult], results: list[PromptResult],
+           common: set[str]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per-prompt values of each noisy metric, base and head in the same prompt order."""
+    head = {r.id: r for r in results}
+    ids = sorted(i for i in common if base[i].error is None and head[i].error is None)
+    source = {"latency_p50": "e2e_ms", "latency_p95": "e2e_ms", "cost_per_request": "cost", "monthly_cost": "cost"}
+    out = {}
+    for metric in noisy:
+        field = source[metric]
+        values = [(getattr(base[i], field), getattr(head[i], field)) for i in ids]
+        values = [(float(b), float(h)) for b, h in values if b is not None and h is not None]
+        out[metric] = ([b for b, _ in values], [h for _, h in values])
+    return out
 
 
 def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:

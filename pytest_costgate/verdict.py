@@ -20,7 +20,8 @@ class Row:
     delta: str | None
     delta_pct: str | None
     threshold: str | None
-    status: str  # pass | warn | fail | not-comparable | info
+    status: str  # pass | warn | fail | inconclusive | not-comparable | info
+    interval: str | None = None  # noisy metrics: the paired estimate and its confidence interval
 
 
 @dataclass(frozen=True)
@@ -48,36 +49,62 @@ def _fmt(value: Decimal | None) -> str | None:
 
 
 def compare_metric(metric: str, base: Decimal | None, cand: Decimal | None, rule: MetricRule | None,
-                   comparable: bool) -> Row | None:
-    """Judge one metric; None when either side has no value."""
+                   comparable: bool, pairs: tuple[list[float], list[float]] | None = None) -> Row | None:
+    """Judge one metric; None when either side has no value.
+
+    With `pairs` (per-prompt values of a noisy metric, base and head) the paired rule decides:
+    a level is reached only when its threshold is exceeded AND the change is significant.
+    """
     if base is None or cand is None:
         return None
     delta = cand - base
     pct = (delta / abs(base) * 100) if base else None
-    status, shown = "info", None
+    status, shown, interval = "info", None, None
     if rule is not None:
         shown = " / ".join(f"{lvl} {t.text}" for lvl, t in (("warn", rule.warn), ("fail", rule.fail)) if t)
         if not comparable:
             status = "not-comparable"
+        elif pairs is not None:
+            status, interval = _paired_status(rule, pairs)
         elif rule.fail and rule.fail.exceeded(base, delta):
             status = "fail"
         elif rule.warn and rule.warn.exceeded(base, delta):
             status = "warn"
         else:
             status = "pass"
-    return Row(metric, _fmt(base), _fmt(cand), _fmt(delta), None if pct is None else f"{pct:+.2f}%", shown, status)
+    return Row(metric, _fmt(base), _fmt(cand), _fmt(delta), None if pct is None else f"{pct:+.2f}%", shown, status,
+               interval)
+
+
+def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]]) -> tuple[str, str | None]:
+    from .stats import decide, paired
+
+    status, interval = "pass", None
+    for level, threshold in (("fail", rule.fail), ("warn", rule.warn)):
+        if threshold is None:
+            continue
+        result = paired(*pairs, relative=threshold.relative)
+        if result is None:
+            return "inconclusive", "fewer than 2 prompts measured on both sides"
+        interval = interval or result.text()
+        exceeds, significant = decide(result, threshold)
+        if exceeds:
+            return (level if significant else "inconclusive"), result.text()
+    return status, interval
 
 
 def judge(base: Mapping[str, Any], cand: Mapping[str, Any], rules: Mapping[str, MetricRule],
-          not_comparable: set[str], extra: list[Row], notes: list[str]) -> SuiteVerdict:
+          not_comparable: set[str], extra: list[Row], notes: list[str],
+          pairs: Mapping[str, tuple[list[float], list[float]]] | None = None) -> SuiteVerdict:
     """Compare two aggregates (over the same prompts) metric by metric.
 
-    Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed.
+    Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed;
+    metrics in `pairs` are judged by the paired rule on their per-prompt values.
     """
     rows = list(extra)
     for metric in METRICS:
         row = compare_metric(metric, _num(base.get(metric)), _num(cand.get(metric)), rules.get(metric),
-                             metric not in not_comparable)
+                             metric not in not_comparable, (pairs or {}).get(metric))
         if row is not None:
             rows.append(row)
     return SuiteVerdict(status=worst(r.status for r in rows), rows=tuple(rows), notes=tuple(notes))

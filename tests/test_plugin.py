@@ -203,3 +203,38 @@ def test_added_and_removed_prompts_are_not_regressions(pytester, demo):
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["note: 1 prompt(s) new since the baseline, not compared: support-new",
                                  "note: 1 prompt(s) gone since the baseline, not compared: support-000"])
+
+
+SLOW_MODEL = """
+import os, time
+
+def answer(prompt, params):
+    time.sleep(len(prompt) * float(os.environ.get("DELAY_MS_PER_CHAR", "0.05")) / 1000)
+    return "ok"
+"""
+
+
+@pytest.mark.parametrize("head_delay, status", [("0.05", "pass"), ("0.10", "fail")])
+def test_latency_is_gated_by_the_paired_rule(pytester, monkeypatch, head_delay, status):
+    pytester.makepyfile(slow_model=SLOW_MODEL)
+    lines = "\n".join(json.dumps({"id": f"p{i}", "prompt": "x" * (20 + 10 * i)}) for i in range(16))
+    pytester.makefile(".jsonl", prompts=lines + "\n")
+    pytester.makefile(".yaml", costgate="""
+models:
+  m: {backend: python, function: "slow_model:answer", path: ".", pricing: {input_per_1m: 1, output_per_1m: 1}}
+suites:
+  s:
+    model: m
+    prompts: prompts.jsonl
+    thresholds: {latency_p50: {fail: "+25%"}}
+""")
+    monkeypatch.setenv("DELAY_MS_PER_CHAR", "0.05")
+    pytester.runpytest_subprocess(*GATE, "--costgate-update-baseline").assert_outcomes(passed=1)
+    monkeypatch.setenv("DELAY_MS_PER_CHAR", head_delay)
+    result = pytester.runpytest_subprocess(*GATE, "--costgate-report", "r.json")
+    row = next(r for r in json.loads((pytester.path / "r.json").read_text())["suites"]["s"]["verdict"]["rows"]
+               if r["metric"] == "latency_p50")
+    assert row["status"] == status, row
+    assert row["interval"] and "over 16 prompts" in row["interval"]
+    if status == "fail":
+        result.stdout.fnmatch_lines(["latency_p50*fail", "latency_p50: paired change +*%*over 16 prompts"])

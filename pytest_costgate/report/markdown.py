@@ -14,7 +14,7 @@ from .terminal import money, number, signed_money
 
 MARKER = "<!-- costgate-comment -->"
 GITHUB_LIMIT = 65_536
-STATUS = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
+STATUS = {"inconclusive": "❔ inconclusive", "pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
           "removed": "🗑️ removed", "error": "💥 error"}
 _MENTION = re.compile(r"([@#])(?=[\w\d])")
 _AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(?=[:.])")
@@ -49,8 +49,9 @@ def _latency(entry: Mapping[str, Any]) -> str:
         return "–"
     rows = entry["verdict"]["rows"]
     states = {r["status"] for r in rows if r["metric"].startswith("latency")}
-    label = ("not comparable" if "not-comparable" in states else "breach" if states & {"warn", "fail"}
-             else "within threshold" if "pass" in states else "not gated")
+    label = ("not comparable" if "not-comparable" in states else "significant" if states & {"warn", "fail"}
+             else "inconclusive" if "inconclusive" in states else "no significant change" if "pass" in states
+             else "not gated")
     return f"{number(e2e['p50'])} / {number(e2e['p95'])} ms ({label})"
 
 
@@ -73,10 +74,14 @@ def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True
             "latency": _latency(entry),
         })
         for r in rows:
-            if r["status"] in ("warn", "fail"):
-                breaches.append({"icon": "❌" if r["status"] == "fail" else "⚠️", "suite": cell(name),
-                                 "metric": r["metric"], "baseline": r["baseline"] or "–", "candidate": r["candidate"],
-                                 "delta": r["delta_pct"] or r["delta"] or "", "threshold": cell(r["threshold"] or "")})
+            if r["status"] in ("warn", "fail", "inconclusive"):
+                icon = {"fail": "❌", "warn": "⚠️", "inconclusive": "❔ not significant"}[r["status"]]
+                change = r["delta_pct"] or r["delta"] or ""
+                if r.get("interval"):
+                    change += f" (paired {r['interval']})"
+                breaches.append({"icon": icon, "suite": cell(name), "metric": r["metric"],
+                                 "baseline": r["baseline"] or "–", "candidate": r["candidate"],
+                                 "delta": cell(change, 160), "threshold": cell(r["threshold"] or "")})
         for c in entry.get("prompt_changes", [])[:top_prompts]:
             changes.append({"suite": cell(name), "id": cell(c["id"]),
                             "cost": signed_money(Decimal(c["cost_delta"]) * 1000) if c["cost_delta"] else "–",

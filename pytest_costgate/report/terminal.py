@@ -44,13 +44,14 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def breach_lines(name: str, entry: Mapping[str, Any]) -> list[str]:
     """The failure text of a suite's item: a breach table and the notes, no traceback."""
     verdict = entry["verdict"]
-    rows = [r for r in verdict["rows"] if r["status"] in ("fail", "warn")]
+    rows = [r for r in verdict["rows"] if r["status"] in ("fail", "warn", "inconclusive")]
     lines = [f"costgate suite '{name}' {verdict['status'].upper()}:"]
     if rows:
         lines += table(["metric", "baseline", "candidate", "delta", "threshold", "level"],
                        [[r["metric"], r["baseline"] or "-", r["candidate"] or "-",
                          (r["delta"] or "-") + (f" ({r['delta_pct']})" if r["delta_pct"] else ""),
                          r["threshold"] or "-", r["status"]] for r in rows])
+        lines += [f"{r['metric']}: paired change {r['interval']}" for r in rows if r.get("interval")]
     lines += [f"note: {note}" for note in verdict["notes"]]
     return lines
 
@@ -91,7 +92,8 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
                   "pytest --costgate --costgate-update-baseline and commit it."]
     for name, entry in suites.items():
         verdict = entry["verdict"]
-        if verdict["status"] in ("warn", "fail") or verdict["notes"]:
+        if verdict["status"] in ("warn", "fail") or verdict["notes"] or any(
+                r["status"] == "inconclusive" for r in verdict["rows"]):
             lines.append("")
             lines += breach_lines(name, entry)
     for name, message in errors.items():

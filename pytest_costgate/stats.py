@@ -1,0 +1,72 @@
+"""Paired comparison of noisy metrics: per-prompt ratios, a bootstrap interval over prompts, a decision.
+
+A change fails only when its estimate exceeds the threshold AND the interval excludes "no change";
+above the threshold but not significant is "inconclusive" (shown, never failing).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Sequence
+
+import numpy as np
+
+from .thresholds import Threshold
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+SEED = 20261122  # fixed: the same data always gives the same interval and verdict
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired estimate of head vs base over prompts: ratio (geometric mean) or difference (mean)."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    relative: bool
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes no change (ratio 1, difference 0)."""
+        null = 1.0 if self.relative else 0.0
+        return self.low > null or self.high < null
+
+    def text(self) -> str:
+        if self.relative:
+            return (f"{(self.estimate - 1) * 100:+.1f}% [{(self.low - 1) * 100:+.1f}%, {(self.high - 1) * 100:+.1f}%] "
+                    f"over {self.n} prompts")
+        return f"{self.estimate:+.2f} [{self.low:+.2f}, {self.high:+.2f}] over {self.n} prompts"
+
+
+def paired(base: Sequence[float], head: Sequence[float], relative: bool, resamples: int = RESAMPLES,
+           confidence: float = CONFIDENCE) -> Paired | None:
+    """Bootstrap (over prompts) interval of the geometric-mean ratio or the mean difference; None if < 2 pairs."""
+    b, h = np.asarray(base, dtype=float), np.asarray(head, dtype=float)
+    keep = np.isfinite(b) & np.isfinite(h) & ((b > 0) & (h > 0) if relative else True)
+    b, h = b[keep], h[keep]
+    if len(b) < 2:
+        return None
+    values = np.log(h / b) if relative else h - b
+    rng = np.random.default_rng(SEED)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    estimate = float(values.mean())
+    if relative:
+        return Paired(math.exp(estimate), math.exp(low), math.exp(high), len(values), True)
+    return Paired(estimate, float(low), float(high), len(values), False)
+
+
+def decide(result: Paired, threshold: Threshold) -> tuple[bool, bool]:
+    """(exceeds the threshold, significant): fail needs both, inconclusive is the first alone."""
+    if threshold.relative:
+        change = Decimal(repr((result.estimate - 1) * 100)) if result.relative else None
+    else:
+        change = None if result.relative else Decimal(repr(result.estimate))
+    if change is None:
+        return False, result.significant
+    return change > threshold.amount, result.significant and (result.low > (1.0 if result.relative else 0.0))

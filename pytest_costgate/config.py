@@ -74,6 +74,14 @@ class TemplateSpec:
 
 
 @dataclass(frozen=True)
+class QualityRule:
+    """Minimum agreement of outputs with the baseline's outputs (or the prompts' references)."""
+
+    min_exact_match: Decimal | None = None
+    min_similarity: Decimal | None = None
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     name: str
     model: ModelSpec
@@ -86,6 +94,9 @@ class SuiteSpec:
     max_error_rate: Decimal
     warmup: int
     where: str
+    repeats: int = 1
+    quality: QualityRule | None = None
+    time_budget_s: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +116,8 @@ class Config:
 TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline"})
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
-                   "tokens_only", "thresholds", "max_error_rate", "warmup"})
-DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only"})
+                   "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s"})
+DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s"})
 
 
 def load_config(path: Path) -> Config:
@@ -252,6 +263,16 @@ def _template(r: Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None:
     return TemplateSpec(chat=tuple(chat))
 
 
+def _quality(r: Reader, key: Key) -> QualityRule:
+    node = r.mapping(key, {"min_exact_match", "min_similarity"})
+    values = {}
+    for name in node:
+        values[name] = r.number(key + (name,))
+        if values[name] > 1:
+            raise r.fail(key + (name,), f"expected a fraction between 0 and 1, got {values[name]}.")
+    return QualityRule(**values)
+
+
 def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict[str, Any],
            default_rules: Mapping[str, MetricRule]) -> SuiteSpec:
     key: Key = ("suites", name)
@@ -267,6 +288,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         return key + (name,) if name in node else (("defaults", name) if name in defaults else None)
 
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
+    rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
     max_error_rate = r.number(err) if err else Decimal(0)
     if err and max_error_rate > 1:
         raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
@@ -280,5 +302,8 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         thresholds=_rules(r, key + ("thresholds",), default_rules) if "thresholds" in node else default_rules,
         max_error_rate=max_error_rate,
         warmup=int(r.number(warm, integer=True)) if warm else 0,
+        repeats=int(r.number(rep, Decimal(1), integer=True)) if rep else 1,
+        quality=_quality(r, qual) if qual else None,
+        time_budget_s=r.number(budget) if budget else None,
         where=r.src.where(key),
     )

@@ -63,7 +63,9 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         "errors": _distinct(r.error for r in results if r.error),
         "prompts": {r.id: r.to_json() for r in results},
     }
-    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry)
+    references = {r.id: r.reference for r in prompt_set.records if r.reference is not None}
+    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry,
+                          references)
     entry["verdict"] = verdict.to_json()
     entry["baseline_template_hash"] = (base_suite or {}).get("template_hash")
     entry["prompt_changes"] = prompt_changes(results, base_results)
@@ -90,7 +92,7 @@ def prompt_changes(results: list[PromptResult], base: dict[str, PromptResult], k
 
 def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], metrics: dict[str, Any],
                 base_suite: dict[str, Any] | None, base_results: dict[str, PromptResult], have_baseline: bool,
-                entry: dict[str, Any]) -> SuiteVerdict:
+                entry: dict[str, Any], references: dict[str, str] | None = None) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra = []
     notes: list[str] = []
@@ -99,6 +101,12 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
         extra.append(limit_row)
         notes.append(f"{metrics['errors']} of {metrics['n']} requests failed (max_error_rate "
                      f"{spec.max_error_rate}); first error: {entry['errors'][0]}")
+    if spec.quality is not None and entry["mode"] == "replay":
+        from .quality import quality_rows
+
+        rows, quality_notes = quality_rows(spec.quality, results, base_results, references or {})
+        extra += rows
+        notes += quality_notes
     if base_suite is None:
         if not have_baseline:
             status = "fail" if config.on_missing_baseline == "fail" else "no-baseline"

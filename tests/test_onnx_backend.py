@@ -156,3 +156,37 @@ def test_iobinding_path_matches_too(folder):
     model.decoder = GreedyDecoder(model.session, model.layout, "cpu", iobinding=True)
     outputs = model.complete_batch(requests(arch))
     assert [list(o.token_ids) for o in outputs] == list(REFERENCE["outputs"][arch].values())
+
+
+def test_cheaper_but_broken_candidate_is_failed_by_the_quality_guardrail(pytester):
+    """Cutting max_new_tokens lowers the cost; the quality guardrail still fails the suite."""
+    pytester.makefile(".jsonl", prompts="\n".join(json.dumps({"id": f"p{i}", "prompt": p})
+                                                   for i, p in enumerate(REFERENCE["outputs"]["llama"])) + "\n")
+    config = f"""
+models:
+  tiny:
+    backend: onnx
+    path: {FIXTURES / 'llama-tiny'}
+    provider: cpu
+    tokenizer: {{tokenizer_json: {FIXTURES / 'llama-tiny' / 'tokenizer.json'}}}
+    pricing: {{usd_per_hour: 3.0, mode: configured, latency_s: 0.3, concurrency: 8}}
+suites:
+  answers:
+    model: tiny
+    prompts: prompts.jsonl
+    params: {{max_new_tokens: MAX}}
+    requests_per_month: 1000000
+    quality: {{min_similarity: 0.8}}
+"""
+    gate = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
+    pytester.makefile(".yaml", costgate=config.replace("MAX", "12"))
+    pytester.runpytest(*gate, "--costgate-update-baseline").assert_outcomes(passed=1)
+    pytester.runpytest(*gate).assert_outcomes(passed=1)  # same model, same outputs: similarity 1.0
+    pytester.makefile(".yaml", costgate=config.replace("MAX", "4"))
+    result = pytester.runpytest(*gate, "--costgate-report", "r.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["quality_similarity*min 0.8*fail",
+                                 "note: quality compared with the baseline outputs of 4 prompts*"])
+    rows = {r["metric"]: r for r in json.loads((pytester.path / "r.json").read_text())["suites"]["answers"]["verdict"]["rows"]}
+    assert float(rows["quality_similarity"]["candidate"]) < 0.8
+    assert rows["output_tokens_mean"]["delta"] == "-8"  # 12 -> 4 new tokens: it is cheaper

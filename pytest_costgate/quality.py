@@ -1,0 +1,50 @@
+"""Quality guardrail: do the candidate's outputs still agree with the baseline's (or the references)?"""
+from __future__ import annotations
+
+import difflib
+from decimal import Decimal
+from typing import Mapping, Sequence
+
+from .config import QualityRule
+from .measure import PromptResult
+from .verdict import Row
+
+
+def agreement(outputs: Mapping[str, str], expected: Mapping[str, str]) -> tuple[Decimal, Decimal, int] | None:
+    """(exact-match rate, mean token-level similarity, prompts compared), or None with nothing to compare.
+
+    Similarity is difflib's ratio over whitespace tokens: 1.0 identical, 0.5 when half the tokens match.
+    """
+    ids = [i for i in outputs if i in expected]
+    if not ids:
+        return None
+    exact = sum(outputs[i] == expected[i] for i in ids)
+    similar = sum(difflib.SequenceMatcher(None, outputs[i].split(), expected[i].split(), autojunk=False).ratio()
+                  for i in ids)
+    return Decimal(exact) / len(ids), Decimal(repr(round(similar / len(ids), 6))), len(ids)
+
+
+def expected_outputs(base: Mapping[str, PromptResult], references: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """What to compare against: the prompts' references where given, else the baseline's outputs."""
+    if references:
+        return dict(references), "reference"
+    return {i: r.output for i, r in base.items() if r.output is not None and r.error is None}, "baseline"
+
+
+def quality_rows(rule: QualityRule, results: Sequence[PromptResult], base: Mapping[str, PromptResult],
+                 references: Mapping[str, str]) -> tuple[list[Row], list[str]]:
+    """Rows for the verdict (fail below a minimum) and a note on what was compared."""
+    expected, source = expected_outputs(base, references)
+    outputs = {r.id: r.output for r in results if r.output is not None and r.error is None}
+    found = agreement(outputs, expected)
+    if found is None:
+        return [], [f"quality not checked: no {source} outputs to compare with"]
+    exact, similarity, n = found
+    rows = []
+    for metric, value, minimum in (("quality_exact_match", exact, rule.min_exact_match),
+                                   ("quality_similarity", similarity, rule.min_similarity)):
+        if minimum is not None:
+            status = "fail" if value < minimum else "pass"
+            rows.append(Row(metric, None, f"{value:.3f}", None, None, f"min {minimum}", status))
+    return rows, [f"quality compared with the {source} outputs of {n} prompts: exact match {exact:.1%}, "
+                  f"similarity {similarity:.3f}"]

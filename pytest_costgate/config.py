@@ -107,13 +107,16 @@ class Config:
     price_source: str | None = None
     price_date: str | None = None
     on_missing_baseline: str = "pass"
+    time_budget_s: Decimal | None = None
+    on_time_budget: str = "judge"
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
 
     def suite(self, name: str) -> SuiteSpec:
         return next(s for s in self.suites if s.name == name)
 
 
-TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline"})
+TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline",
+                 "time_budget_s", "on_time_budget"})
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
                    "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s"})
@@ -148,6 +151,8 @@ def load_config(path: Path) -> Config:
         price_source=str(pricing["source"]) if "source" in pricing else None,
         price_date=str(pricing["date"]) if "date" in pricing else None,
         on_missing_baseline=r.string(("on_missing_baseline",), ("pass", "fail")) if "on_missing_baseline" in top else "pass",
+        time_budget_s=r.number(("time_budget_s",)) if "time_budget_s" in top else None,
+        on_time_budget=r.string(("on_time_budget",), ("judge", "fail")) if "on_time_budget" in top else "judge",
         models=MappingProxyType(models),
     )
 

@@ -20,7 +20,8 @@ from .verdict import Row, SuiteVerdict, error_limit, judge
 NOISY_COST = ("cost_per_request", "monthly_cost")
 
 
-def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, tokens_only_mode: bool) -> dict[str, Any]:
+def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, tokens_only_mode: bool,
+              deadline: float | None = None) -> dict[str, Any]:
     """Measure one suite and judge it against the baseline; returns its costgate/1 suite entry."""
     prompt_set = load_prompt_set(spec.prompts)
     renderer = PromptRenderer(spec.template)
@@ -46,7 +47,10 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         try:
             requests = [(Request(r.id, prompt, spec.params), n, r.weight)
                         for r, prompt, n in zip(prompt_set.records, rendered, counts)]
-            results, wall_s = replay(backend, requests, counter, price, spec.warmup)
+            if spec.time_budget_s is not None:
+                own = started + float(spec.time_budget_s)
+                deadline = own if deadline is None else min(deadline, own)
+            results, wall_s = replay(backend, requests, counter, price, spec.warmup, spec.repeats, deadline)
             fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
         finally:
             backend.close()
@@ -61,6 +65,8 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
         "latency": latency,
         "errors": _distinct(r.error for r in results if r.error),
+        "repeats": spec.repeats,
+        "unmeasured": [r.id for r in prompt_set.records if r.id not in {x.id for x in results}],
         "prompts": {r.id: r.to_json() for r in results},
     }
     references = {r.id: r.reference for r in prompt_set.records if r.reference is not None}
@@ -96,6 +102,12 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra = []
     notes: list[str] = []
+    if entry["unmeasured"]:
+        measured = len(results)
+        notes.append(f"time budget reached: {measured} of {measured + len(entry['unmeasured'])} prompts measured; "
+                     + ("failing as on_time_budget says" if config.on_time_budget == "fail" else "judged on those"))
+        if config.on_time_budget == "fail":
+            extra.append(Row("time_budget", None, f"{measured}", None, None, "all prompts", "fail"))
     limit_row = error_limit(metrics["error_rate"], spec.max_error_rate)
     if limit_row is not None:
         extra.append(limit_row)
@@ -125,7 +137,7 @@ def compare_suite(base_suite: dict[str, Any], base_results: dict[str, PromptResu
     """Judge a suite entry against its baseline entry over the prompts both have."""
     ours = {r.id for r in results}
     common = ours & set(base_results)
-    added, removed = sorted(ours - common), sorted(set(base_results) - common)
+    added, removed = sorted(ours - common), sorted(set(base_results) - common - set(entry.get("unmeasured", ())))
     if added:
         notes.append(f"{len(added)} prompt(s) new since the baseline, not compared: {_ids(added)}")
     if removed:

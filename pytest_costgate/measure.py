@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
@@ -32,6 +33,8 @@ class PromptResult:
     e2e_ms: float | None = None
     tpot_ms: float | None = None
     busy_ms: float | None = None
+    runs: int | None = None
+    e2e_runs: list[float] | None = None
     cost: Decimal | None = None
     output: str | None = None
     output_sha: str | None = None
@@ -57,8 +60,14 @@ class PromptResult:
 
 
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
-           price: TokenPrice | GpuPrice | None, warmup: int = 0) -> tuple[list[PromptResult], float]:
-    """Send each (request, rendered_tokens, weight) once after `warmup` discarded calls; returns wall seconds."""
+           price: TokenPrice | GpuPrice | None, warmup: int = 0, repeats: int = 1,
+           deadline: float | None = None) -> tuple[list[PromptResult], float]:
+    """Replay (request, rendered_tokens, weight) after `warmup` discarded calls; returns records and wall seconds.
+
+    With `repeats` > 1 the whole set is replayed in rounds (so drift hits every prompt alike) and a
+    prompt's timings are the medians of its runs. Past `deadline` (a perf_counter value) nothing more
+    is sent: prompts not measured by then are left out of the records.
+    """
     size = max(1, int(getattr(backend, "batch_size", 1)))
     send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
 
@@ -68,24 +77,42 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     step = size if send else 1
     for i in range(0, min(warmup, len(requests)), step):
         run(requests[i:i + step])
-    results: list[PromptResult] = []
-    failures = 0
+    runs: dict[str, list[Completion]] = {}
     start = time.perf_counter()
-    for i in range(0, len(requests), step):
-        chunk = requests[i:i + step]
-        if failures >= CONSECUTIVE_FAILURES:
-            reason = results[-1].error
-            results += [PromptResult(r.id, w, n, error=f"not sent: the last {failures} requests failed ({reason})")
-                        for r, n, w in chunk]
-            continue
-        for (request, rendered, weight), done in zip(chunk, run(chunk)):
-            failures = failures + 1 if done.error else 0
-            results.append(result_from(request.id, weight, rendered, done, counter, price))
-    return results, time.perf_counter() - start
+    for round_ in range(repeats):
+        failures, tripped = 0, None
+        for i in range(0, len(requests), step):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            chunk = requests[i:i + step]
+            done = [tripped] * len(chunk) if tripped else run(chunk)
+            for (request, _, _), completion in zip(chunk, done):
+                runs.setdefault(request.id, []).append(completion)
+                failures = failures + 1 if completion.error else 0
+                if failures >= CONSECUTIVE_FAILURES and tripped is None:
+                    tripped = Completion(error=f"not sent: the last {failures} requests failed ({completion.error})")
+    wall = time.perf_counter() - start
+    return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]))
+            for r, n, w in requests if r.id in runs], wall
+
+
+def _combine(runs: list[Completion]) -> Completion:
+    """One completion standing for several runs: the first run's text and counts, median timings."""
+    first = runs[0]
+    ok = [c for c in runs if c.error is None]
+    if first.error is not None or len(ok) < 2:
+        return first
+
+    def median(name: str) -> float | None:
+        values = [getattr(c, name) for c in ok if getattr(c, name) is not None]
+        return statistics.median(values) if values else None
+
+    return replace(first, e2e_ms=median("e2e_ms"), ttft_ms=median("ttft_ms"), busy_ms=median("busy_ms"),
+                   e2e_runs=tuple(c.e2e_ms for c in ok if c.e2e_ms is not None))
 
 
 def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, counter: TokenCounter,
-                price: TokenPrice | GpuPrice | None) -> PromptResult:
+                price: TokenPrice | GpuPrice | None, runs: int = 1) -> PromptResult:
     """Turn a backend's Completion into a record; missing token counts come from the tokenizer."""
     if done.error:
         return PromptResult(pid, weight, rendered, error=done.error, e2e_ms=done.e2e_ms)
@@ -104,6 +131,7 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
         cost=request_cost(price, input_tokens, output_tokens, done.cached_tokens,
                           done.busy_ms if done.busy_ms is not None else done.e2e_ms),
         output=done.text[:OUTPUT_KEEP], output_sha=hashlib.sha256(done.text.encode("utf-8")).hexdigest()[:16],
+        runs=runs, e2e_runs=list(done.e2e_runs) if done.e2e_runs else None,
     )
 
 

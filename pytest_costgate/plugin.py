@@ -24,6 +24,8 @@ class State:
     report: Path | None
     markdown: Path | None = None
     template: Path | None = None
+    benchmark: Path | None = None
+    deadline: float | None = None
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
@@ -43,6 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--costgate-report", "costgate_report", "write the JSON report (costgate/1) to this path", False),
         ("--costgate-markdown", "costgate_markdown", "write the Markdown cost diff (the PR comment) to this path", False),
         ("--costgate-markdown-template", "costgate_markdown_template", "a Jinja2 template replacing the built-in comment", False),
+        ("--costgate-benchmark-json", "costgate_benchmark_json", "write pytest-benchmark-compatible JSON to this path", False),
+        ("--costgate-time-budget", "costgate_time_budget", "seconds the whole gate may replay for (then judge what was measured)", False),
     ]
     for flag, ini, text, boolean in options:
         if boolean:
@@ -92,12 +96,27 @@ def pytest_configure(config: pytest.Config) -> None:
     here = Path(config.invocation_params.dir)
     report, markdown, template = (_setting(config, name) for name in
                                   ("costgate_report", "costgate_markdown", "costgate_markdown_template"))
+    benchmark = _setting(config, "costgate_benchmark_json")
     state = State(cg, baseline, _flag(config, "costgate_tokens_only"), update,
                   here / report if report else None, here / markdown if markdown else None,
-                  here / template if template else None)
+                  here / template if template else None, here / benchmark if benchmark else None,
+                  _deadline(_setting(config, "costgate_time_budget"), cg.time_budget_s))
     config.stash[STATE] = state
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(state), "costgate-controller")
+
+
+def _deadline(option: str | None, configured: Any) -> float | None:
+    """The perf_counter time after which no suite starts another request."""
+    import time
+
+    if option is None and configured is None:
+        return None
+    try:
+        seconds = float(option if option is not None else configured)
+    except ValueError:
+        raise pytest.UsageError(f"--costgate-time-budget {option!r}: expected seconds, e.g. 600.") from None
+    return time.perf_counter() + seconds
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -130,7 +149,8 @@ class SuiteItem(pytest.Item):
         from .report.terminal import breach_lines
 
         state = self.config.stash[STATE]
-        entry = run_suite(state.config, state.config.suite(self.name), state.baseline, state.tokens_only)
+        entry = run_suite(state.config, state.config.suite(self.name), state.baseline, state.tokens_only,
+                          state.deadline)
         self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry})))
         if entry["verdict"]["status"] == "fail" and not state.update:
             raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
@@ -169,7 +189,7 @@ class Controller:
 
         state = self.state
         state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report,
-                                      state.markdown, state.template)
+                                      state.markdown, state.template, state.benchmark)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .baseline import removed_suites

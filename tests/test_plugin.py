@@ -238,3 +238,36 @@ suites:
     assert row["interval"] and "over 16 prompts" in row["interval"]
     if status == "fail":
         result.stdout.fnmatch_lines(["latency_p50*fail", "latency_p50: paired change +*%*over 16 prompts"])
+
+
+def test_repeats_take_medians_and_export_pytest_benchmark_json(pytester, demo):
+    config = demo / "costgate.yaml"
+    config.write_text(config.read_text().replace("  max_error_rate: 0\n", "") + "")
+    config.write_text(config.read_text().replace("defaults:\n", "defaults:\n  repeats: 3\n"))
+    pytester.runpytest(*GATE, "--costgate-report", "r.json", "--costgate-benchmark-json", "bench.json").assert_outcomes(passed=3)
+    record = json.loads((demo / "r.json").read_text())["suites"]["support-answer"]["prompts"]["support-000"]
+    assert record["runs"] == 3 and len(record["e2e_runs"]) == 3
+    assert record["e2e_ms"] == sorted(record["e2e_runs"])[1]
+    bench = json.loads((demo / "bench.json").read_text())
+    names = {b["name"] for b in bench["benchmarks"]}
+    assert {"support-answer[e2e]", "local-answer[e2e]", "local-answer[ttft]"} <= names
+    e2e = next(b for b in bench["benchmarks"] if b["name"] == "support-answer[e2e]")
+    assert e2e["stats"]["rounds"] == 24 * 3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "pytest-benchmark"
+    done = subprocess.run([str(cli) if cli.exists() else "pytest-benchmark", "compare", str(demo / "bench.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "support-answer[e2e]" in done.stdout and "local-answer[ttft]" in done.stdout
+
+
+def test_time_budget_stops_replay_and_judges_what_was_measured(pytester, demo):
+    result = pytester.runpytest(*GATE, "--costgate-time-budget", "0", "--costgate-report", "r.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["note: time budget reached: 0 of 24 prompts measured; judged on those"])
+    config = demo / "costgate.yaml"
+    config.write_text(config.read_text() + "on_time_budget: fail\n")
+    pytester.runpytest(*GATE, "--costgate-time-budget", "0").assert_outcomes(failed=3)

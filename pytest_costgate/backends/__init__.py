@@ -44,6 +44,7 @@ class Completion:
     e2e_ms: float | None = None
     busy_ms: float | None = None  # device time charged to this request (a batch's wall / its size)
     token_ids: tuple[int, ...] | None = None
+    e2e_runs: tuple[float, ...] | None = None  # set by measure when a prompt was replayed several times
     error: str | None = None
 
 

@@ -12,13 +12,18 @@ from .markdown import render_markdown
 
 
 def write_outputs(config: Config, baseline: dict[str, Any] | None, suites: dict[str, Any], update: bool,
-                  report: Path | None, markdown: Path | None = None, template: Path | None = None) -> list[str]:
+                  report: Path | None, markdown: Path | None = None, template: Path | None = None,
+                  benchmark: Path | None = None) -> list[str]:
     """Write the JSON report, the Markdown diff (and step summary) and, when asked, the baseline."""
     lines = []
     ordered = {s.name: suites[s.name] for s in config.suites if s.name in suites}
     doc = document(config, ordered, summary(ordered, baseline, removed_suites(config, baseline)))
     if report is not None:
         lines.append(_write(report, doc, "report"))
+    if benchmark is not None and ordered:
+        from .benchmark_json import benchmark_document
+
+        lines.append(_write(benchmark, benchmark_document(doc), "pytest-benchmark JSON"))
     if ordered and (markdown is not None or os.environ.get("GITHUB_STEP_SUMMARY")):
         lines += write_markdown(doc, markdown, template)
     if update:

@@ -78,6 +78,19 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     return entry
 
 
+def rejudge(config: Config, spec: SuiteSpec, entry: dict[str, Any], base_suite: dict[str, Any], source: str) -> dict[str, Any]:
+    """Judge an already measured suite entry against another entry (a live baseline)."""
+    results = list(parse_results(entry, "head", spec.name).values())
+    base_results = parse_results(base_suite, source, spec.name)
+    metrics = aggregate(results, spec.requests_per_month)
+    metrics.pop("latency")
+    references = {r.id: r.reference for r in load_prompt_set(spec.prompts).records if r.reference is not None}
+    entry = {**entry, "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()}}
+    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, True, entry, references)
+    return {**entry, "verdict": verdict.to_json(), "baseline_template_hash": base_suite.get("template_hash"),
+            "prompt_changes": prompt_changes(results, base_results), "baseline_source": source}
+
+
 def prompt_changes(results: list[PromptResult], base: dict[str, PromptResult], keep: int = 20) -> list[dict[str, Any]]:
     """The prompts whose cost per request grew most (then tokens), for the diff's details."""
     changes = []

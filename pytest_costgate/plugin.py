@@ -26,6 +26,9 @@ class State:
     template: Path | None = None
     benchmark: Path | None = None
     deadline: float | None = None
+    against: str | None = None
+    base_config: Any = None
+    live_base: dict[str, dict[str, Any]] = field(default_factory=dict)
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
@@ -47,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--costgate-markdown-template", "costgate_markdown_template", "a Jinja2 template replacing the built-in comment", False),
         ("--costgate-benchmark-json", "costgate_benchmark_json", "write pytest-benchmark-compatible JSON to this path", False),
         ("--costgate-time-budget", "costgate_time_budget", "seconds the whole gate may replay for (then judge what was measured)", False),
+        ("--costgate-against", "costgate_against", "replay this git ref's suites as the baseline, interleaved with the head (ABBA)", False),
     ]
     for flag, ini, text, boolean in options:
         if boolean:
@@ -90,7 +94,18 @@ def pytest_configure(config: pytest.Config) -> None:
         override = _setting(config, "costgate_baseline")
         if override:
             cg = replace(cg, baseline=(Path(config.invocation_params.dir) / override).resolve())
-        baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
+        against = _setting(config, "costgate_against")
+        base_cfg = None
+        if against:
+            if update:
+                raise CostgateError("--costgate-against replays a live baseline; it can't be combined with "
+                                    "--costgate-update-baseline.")
+            from .live import base_config
+
+            base_cfg, _ = base_config(cg, against)
+            baseline = None
+        else:
+            baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
     except CostgateError as exc:
         raise pytest.UsageError(f"costgate: {exc}") from None
     here = Path(config.invocation_params.dir)
@@ -101,6 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
                   here / report if report else None, here / markdown if markdown else None,
                   here / template if template else None, here / benchmark if benchmark else None,
                   _deadline(_setting(config, "costgate_time_budget"), cg.time_budget_s))
+    state.against, state.base_config = against, base_cfg
     config.stash[STATE] = state
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(state), "costgate-controller")
@@ -149,9 +165,23 @@ class SuiteItem(pytest.Item):
         from .report.terminal import breach_lines
 
         state = self.config.stash[STATE]
-        entry = run_suite(state.config, state.config.suite(self.name), state.baseline, state.tokens_only,
-                          state.deadline)
-        self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry})))
+        spec = state.config.suite(self.name)
+        base_entry = None
+        if state.against:
+            from .gate import rejudge
+            from .live import abba, base_suite_spec
+
+            base_spec = base_suite_spec(state.base_config, self.name)
+            if base_spec is None:
+                entry = run_suite(state.config, spec, {"suites": {}}, state.tokens_only, state.deadline)
+            else:
+                base_entry, head = abba(
+                    lambda: run_suite(state.base_config, base_spec, None, state.tokens_only, state.deadline),
+                    lambda: run_suite(state.config, spec, None, state.tokens_only, state.deadline))
+                entry = rejudge(state.config, spec, head, base_entry, f"live replay of {state.against}")
+        else:
+            entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
+        self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry, "base": base_entry})))
         if entry["verdict"]["status"] == "fail" and not state.update:
             raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
 
@@ -180,6 +210,8 @@ class Controller:
             if name == PROPERTY:
                 data = json.loads(value)
                 self.state.suites[data["name"]] = data["entry"]
+                if data.get("base") is not None:
+                    self.state.live_base[data["name"]] = data["base"]
                 return
         if report.failed and report.longrepr is not None:
             self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
@@ -188,6 +220,10 @@ class Controller:
         from .report.files import write_outputs
 
         state = self.state
+        if state.against:
+            from . import SCHEMA
+
+            state.baseline = {"schema": SCHEMA, "git_sha": state.against, "suites": state.live_base}
         state.written = write_outputs(state.config, state.baseline, state.suites, state.update, state.report,
                                       state.markdown, state.template, state.benchmark)
 

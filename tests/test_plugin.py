@@ -271,3 +271,37 @@ def test_time_budget_stops_replay_and_judges_what_was_measured(pytester, demo):
     config = demo / "costgate.yaml"
     config.write_text(config.read_text() + "on_time_budget: fail\n")
     pytester.runpytest(*GATE, "--costgate-time-budget", "0").assert_outcomes(failed=3)
+
+
+def _git(cwd, *args):
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_live_baseline_against_a_git_ref(pytester, demo):
+    _git(demo, "init", "-q")
+    _git(demo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    _git(demo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    (demo / "baseline.json").unlink()  # the live replay needs no stored baseline
+    template = demo / "templates" / "support.j2"
+    template.write_text("Please be thorough and cite sources every time. " + template.read_text())
+    (demo / ".git" / "info" / "exclude").write_text("r.json\n")  # the report this run is asked to write
+    before = _git(demo, "status", "--porcelain")
+    result = pytester.runpytest(*GATE, "--costgate-against", "HEAD", "--costgate-report", "r.json")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "input_tokens_mean*fail",
+                                 "monthly estimate:*vs baseline)"])
+    assert _git(demo, "status", "--porcelain") == before  # the working tree was not touched
+    report = json.loads((demo / "r.json").read_text())
+    suite = report["suites"]["support-answer"]
+    assert suite["baseline_source"] == "live replay of HEAD"
+    assert all(r["runs"] == 2 for r in suite["prompts"].values())  # head replayed twice (ABBA)
+    assert report["summary"]["baseline_git_sha"] == "HEAD"
+
+
+def test_live_baseline_with_an_unknown_ref(pytester, demo):
+    _git(demo, "init", "-q")
+    result = pytester.runpytest(*GATE, "--costgate-against", "no-such-branch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--costgate-against no-such-branch: git cannot read that ref*fetch-depth: 0*"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -11,7 +12,7 @@ from .config import Config, SuiteSpec
 from .errors import BaselineError
 from .measure import PromptResult, aggregate, replay, subset, tokens_only
 from .pricing import describe
-from .prompts import load_prompt_set
+from .prompts import PromptSet, load_prompt_set
 from .render import PromptRenderer
 from .thresholds import METRICS, MetricRule
 from .tokens import TokenCounter, load_counter
@@ -20,14 +21,34 @@ from .verdict import Row, SuiteVerdict, error_limit, judge
 NOISY_COST = ("cost_per_request", "monthly_cost")
 
 
-def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, tokens_only_mode: bool,
-              deadline: float | None = None) -> dict[str, Any]:
-    """Measure one suite and judge it against the baseline; returns its costgate/1 suite entry."""
+@dataclass(frozen=True)
+class Prepared:
+    """A suite ready to replay: its prompt set rendered and counted."""
+
+    prompt_set: PromptSet
+    renderer: PromptRenderer
+    counter: TokenCounter
+    rendered: list[Any]
+    counts: list[int]
+
+    def requests(self, spec: SuiteSpec) -> list[tuple[Request, int, Decimal]]:
+        return [(Request(r.id, prompt, spec.params), n, r.weight)
+                for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
+
+
+def prepare(spec: SuiteSpec) -> Prepared:
+    """Load, render and count a suite's prompts (no model needed)."""
     prompt_set = load_prompt_set(spec.prompts)
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     rendered = [renderer.render(record) for record in prompt_set.records]
-    counts = count_inputs(counter, rendered)
+    return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered))
+
+
+def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, tokens_only_mode: bool,
+              deadline: float | None = None) -> dict[str, Any]:
+    """Measure one suite and judge it against the baseline; returns its costgate/1 suite entry."""
+    prep = prepare(spec)
     base_suite = (baseline or {}).get("suites", {}).get(spec.name)
     base_results = parse_results(base_suite, config.baseline, spec.name)
     price = spec.model.pricing
@@ -36,8 +57,8 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
     if mode == "tokens-only":
         results = [
             tokens_only(r.id, r.weight, n, base_results.get(r.id),
-                        counter.count(r.reference) if r.reference is not None else None, price)
-            for r, n in zip(prompt_set.records, counts)
+                        prep.counter.count(r.reference) if r.reference is not None else None, price)
+            for r, n in zip(prep.prompt_set.records, prep.counts)
         ]
         fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
     else:
@@ -45,37 +66,51 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         backend = create_backend(spec.model)
         load_s = time.perf_counter() - started
         try:
-            requests = [(Request(r.id, prompt, spec.params), n, r.weight)
-                        for r, prompt, n in zip(prompt_set.records, rendered, counts)]
-            if spec.time_budget_s is not None:
-                own = started + float(spec.time_budget_s)
-                deadline = own if deadline is None else min(deadline, own)
-            results, wall_s = replay(backend, requests, counter, price, spec.warmup, spec.repeats, deadline)
+            results, wall_s = replay(backend, prep.requests(spec), prep.counter, price, spec.warmup, spec.repeats,
+                                     suite_deadline(spec, started, deadline))
             fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
         finally:
             backend.close()
+    entry = make_entry(spec, prep, results, mode, fingerprint, load_s, wall_s)
     metrics = aggregate(results, spec.requests_per_month)
-    latency = metrics.pop("latency")
-    entry: dict[str, Any] = {
-        "model": spec.model.name, "backend": spec.model.backend, "mode": mode,
-        "template_hash": renderer.hash, "prompt_set": {"path": spec.prompts.name, "sha256": prompt_set.sha256},
-        "tokenizer": counter.name, "pricing": describe(price),
-        "requests_per_month": None if spec.requests_per_month is None else str(spec.requests_per_month),
-        "fingerprint": fingerprint, "load_s": round(load_s, 4), "wall_s": round(wall_s, 4),
-        "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
-        "latency": latency,
-        "errors": _distinct(r.error for r in results if r.error),
-        "repeats": spec.repeats,
-        "unmeasured": [r.id for r in prompt_set.records if r.id not in {x.id for x in results}],
-        "prompts": {r.id: r.to_json() for r in results},
-    }
-    references = {r.id: r.reference for r in prompt_set.records if r.reference is not None}
+    metrics.pop("latency")
+    references = {r.id: r.reference for r in prep.prompt_set.records if r.reference is not None}
     verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry,
                           references)
     entry["verdict"] = verdict.to_json()
     entry["baseline_template_hash"] = (base_suite or {}).get("template_hash")
     entry["prompt_changes"] = prompt_changes(results, base_results)
     return entry
+
+
+def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> float | None:
+    """The earlier of the run's deadline and the suite's own time budget."""
+    if spec.time_budget_s is None:
+        return deadline
+    own = started + float(spec.time_budget_s)
+    return own if deadline is None else min(deadline, own)
+
+
+def make_entry(spec: SuiteSpec, prep: Prepared, results: list[PromptResult], mode: str, fingerprint: dict[str, str],
+               load_s: float, wall_s: float) -> dict[str, Any]:
+    """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
+    metrics = aggregate(results, spec.requests_per_month)
+    latency = metrics.pop("latency")
+    measured = {r.id for r in results}
+    return {
+        "model": spec.model.name, "backend": spec.model.backend, "mode": mode,
+        "template_hash": prep.renderer.hash,
+        "prompt_set": {"path": spec.prompts.name, "sha256": prep.prompt_set.sha256},
+        "tokenizer": prep.counter.name, "pricing": describe(spec.model.pricing),
+        "requests_per_month": None if spec.requests_per_month is None else str(spec.requests_per_month),
+        "fingerprint": fingerprint, "load_s": round(load_s, 4), "wall_s": round(wall_s, 4),
+        "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()},
+        "latency": latency,
+        "errors": _distinct(r.error for r in results if r.error),
+        "repeats": spec.repeats,
+        "unmeasured": [r.id for r in prep.prompt_set.records if r.id not in measured],
+        "prompts": {r.id: r.to_json() for r in results},
+    }
 
 
 def rejudge(config: Config, spec: SuiteSpec, entry: dict[str, Any], base_suite: dict[str, Any], source: str) -> dict[str, Any]:

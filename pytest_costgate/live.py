@@ -1,18 +1,16 @@
-"""A live baseline: replay the base git ref's suite next to the head's on the same runner, ABBA."""
+"""A live baseline: the base git ref's suite replayed next to the head's, prompt by prompt (ABBA)."""
 from __future__ import annotations
 
 import io
-import statistics
 import subprocess
 import tarfile
 import tempfile
-from decimal import Decimal
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import Config, SuiteSpec, load_config
 from .errors import ConfigError, CostgateError
-from .measure import stats
 
 
 def base_config(config: Config, ref: str) -> tuple[Config | None, Path]:
@@ -52,37 +50,50 @@ def _git(args: list[str], cwd: Path) -> bytes:
     return done.stdout
 
 
-def abba(run_base: Callable[[], dict[str, Any]], run_head: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Replay base, head, head, base: drift during the job hits both sides alike. Returns merged (base, head)."""
-    first_base, first_head = run_base(), run_head()
-    second_head, second_base = run_head(), run_base()
-    return merge(first_base, second_base), merge(first_head, second_head)
+def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec,
+             deadline: float | None, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Replay the base ref's suite and the head's side by side, prompt by prompt; returns (base, judged head)."""
+    from .backends import create_backend
+    from .baseline import environment
+    from .gate import make_entry, prepare, rejudge, suite_deadline
+    from .measure import replay, replay_interleaved
 
-
-def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two measurements of one suite as one: tokens and outputs from the first, timings as per-prompt medians."""
-    out = dict(a)
-    prompts = {}
-    for pid, record in a["prompts"].items():
-        other = b["prompts"].get(pid)
-        if other is None or "error" in record or "error" in other:
-            prompts[pid] = record
-            continue
-        merged = dict(record)
-        for field in ("e2e_ms", "ttft_ms", "tpot_ms", "busy_ms"):
-            values = [r[field] for r in (record, other) if r.get(field) is not None]
-            if values:
-                merged[field] = statistics.median(values)
-        merged["e2e_runs"] = (record.get("e2e_runs") or [record.get("e2e_ms")]) + (other.get("e2e_runs") or [other.get("e2e_ms")])
-        if record.get("cost") is not None and other.get("cost") is not None:
-            merged["cost"] = str((Decimal(record["cost"]) + Decimal(other["cost"])) / 2)
-        merged["runs"] = (record.get("runs") or 1) + (other.get("runs") or 1)
-        prompts[pid] = merged
-    out["prompts"] = prompts
-    ok = [r for r in prompts.values() if "error" not in r]
-    out["latency"] = {f: stats(r.get(f) for r in ok) for f in ("e2e_ms", "ttft_ms", "tpot_ms")}
-    out["wall_s"] = a.get("wall_s", 0) + b.get("wall_s", 0)
-    return out
+    head_prep, base_prep = prepare(spec), prepare(base_spec)
+    base_requests = {req.id: (req, n) for req, n, _ in base_prep.requests(base_spec)}
+    started = time.perf_counter()
+    head_backend = create_backend(spec.model)
+    try:
+        base_backend = create_backend(base_spec.model)
+    except BaseException:
+        head_backend.close()
+        raise
+    load_s = time.perf_counter() - started
+    try:
+        pairs, only_head = [], []
+        for req, n, weight in head_prep.requests(spec):
+            if req.id in base_requests:
+                base_req, base_n = base_requests[req.id]
+                pairs.append((base_req, req, base_n, n, weight))
+            else:
+                only_head.append((req, n, weight))
+        until = suite_deadline(spec, started, deadline)
+        base_results, head_results = replay_interleaved(
+            base_backend, head_backend, pairs, (base_prep.counter, head_prep.counter),
+            (base_spec.model.pricing, spec.model.pricing), spec.warmup, until)
+        if only_head:  # new prompts: measured for the head, listed as not compared
+            head_results += replay(head_backend, only_head, head_prep.counter, spec.model.pricing, 0, 1, until)[0]
+        wall_s = time.perf_counter() - started - load_s
+        fingerprints = ({**environment(), **base_backend.fingerprint(), "mode": "replay"},
+                        {**environment(), **head_backend.fingerprint(), "mode": "replay"})
+    finally:
+        head_backend.close()
+        base_backend.close()
+    base_entry = make_entry(base_spec, base_prep, base_results, "replay", fingerprints[0], load_s, wall_s)
+    base_entry["unmeasured"] = []  # prompts only the base has are "gone", not unmeasured
+    head_entry = make_entry(spec, head_prep, head_results, "replay", fingerprints[1], load_s, wall_s)
+    # One machine, one job: comparable by construction, even where the two sides' backends differ.
+    head_entry["fingerprint"] = base_entry["fingerprint"] = {**fingerprints[1], "live": ref}
+    return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}")
 
 
 def base_suite_spec(base: Config | None, name: str) -> SuiteSpec | None:

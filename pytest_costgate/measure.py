@@ -210,3 +210,28 @@ def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | Non
 def subset(results: Sequence[PromptResult], ids: set[str]) -> list[PromptResult]:
     """Records whose id is in `ids`, in their original order."""
     return [r for r in results if r.id in ids]
+
+
+def replay_interleaved(base: Backend, head: Backend, requests: Sequence[tuple[Request, Request, int, int, Decimal]],
+                       counters: tuple[TokenCounter, TokenCounter],
+                       prices: tuple[TokenPrice | GpuPrice | None, TokenPrice | GpuPrice | None],
+                       warmup: int = 0, deadline: float | None = None) -> tuple[list[PromptResult], list[PromptResult]]:
+    """Paired replay: for each prompt base, head, head, base back to back, so drift and the machine's
+    momentary speed hit both sides of every pair alike. Each side's timings are its two runs' medians.
+
+    `requests` holds (base request, head request, base rendered tokens, head rendered tokens, weight).
+    """
+    for base_request, head_request, _, _, _ in list(requests)[:warmup]:
+        base.complete(base_request)
+        head.complete(head_request)
+    base_results, head_results = [], []
+    for base_request, head_request, base_tokens, head_tokens, weight in requests:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        b1, h1, h2, b2 = (base.complete(base_request), head.complete(head_request), head.complete(head_request),
+                          base.complete(base_request))
+        base_results.append(result_from(base_request.id, weight, base_tokens, _combine([b1, b2]), counters[0],
+                                        prices[0], 2))
+        head_results.append(result_from(head_request.id, weight, head_tokens, _combine([h1, h2]), counters[1],
+                                        prices[1], 2))
+    return base_results, head_results

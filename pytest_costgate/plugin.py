@@ -168,17 +168,17 @@ class SuiteItem(pytest.Item):
         spec = state.config.suite(self.name)
         base_entry = None
         if state.against:
-            from .gate import rejudge
-            from .live import abba, base_suite_spec
+            from .live import base_suite_spec, run_pair
 
             base_spec = base_suite_spec(state.base_config, self.name)
             if base_spec is None:
                 entry = run_suite(state.config, spec, {"suites": {}}, state.tokens_only, state.deadline)
+            elif state.tokens_only or spec.tokens_only:
+                base_entry = run_suite(state.base_config, base_spec, None, True, state.deadline)
+                entry = run_suite(state.config, spec, {"suites": {self.name: base_entry}}, True, state.deadline)
             else:
-                base_entry, head = abba(
-                    lambda: run_suite(state.base_config, base_spec, None, state.tokens_only, state.deadline),
-                    lambda: run_suite(state.config, spec, None, state.tokens_only, state.deadline))
-                entry = rejudge(state.config, spec, head, base_entry, f"live replay of {state.against}")
+                base_entry, entry = run_pair(state.config, spec, state.base_config, base_spec, state.deadline,
+                                             state.against)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
         self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry, "base": base_entry})))

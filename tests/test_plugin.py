@@ -296,7 +296,7 @@ def test_live_baseline_against_a_git_ref(pytester, demo):
     report = json.loads((demo / "r.json").read_text())
     suite = report["suites"]["support-answer"]
     assert suite["baseline_source"] == "live replay of HEAD"
-    assert all(r["runs"] == 2 for r in suite["prompts"].values())  # head replayed twice (ABBA)
+    assert all(r["runs"] == 2 for r in suite["prompts"].values())  # each prompt: base, head, head, base
     assert report["summary"]["baseline_git_sha"] == "HEAD"
 
 

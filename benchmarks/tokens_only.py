@@ -14,9 +14,7 @@ from pathlib import Path
 
 from pytest_costgate.baseline import document
 from pytest_costgate.config import load_config
-from pytest_costgate.gate import run_suite
-from pytest_costgate.prompts import load_prompt_set
-from pytest_costgate.render import PromptRenderer
+from pytest_costgate.gate import prepare, run_suite
 from pytest_costgate.tokens import load_counter
 
 WORDS = ("refund order invoice shipping account password router update settings plan export data "
@@ -59,8 +57,7 @@ def main() -> None:
         spec = config.suites[0]
         counter = load_counter(spec.model.tokenizer)
         baseline = document(config, {"s": run_suite(config, spec, None, True)})  # also warms caches
-        renderer = PromptRenderer(spec.template)
-        texts = [renderer.render(r) for r in load_prompt_set(spec.prompts).records]
+        texts = prepare(spec).rendered
         encoding = counter.engine
         megabytes = sum(len(t.encode()) for t in texts) / 1e6
 

@@ -11,30 +11,22 @@ from .errors import CostgateError
 
 def _validate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .gate import count_inputs
-    from .prompts import load_prompt_set
-    from .render import PromptRenderer
-    from .tokens import load_counter
+    from .gate import prepare
 
     config = load_config(Path(args.config))
     for suite in config.suites:
-        prompts = load_prompt_set(suite.prompts)
-        renderer = PromptRenderer(suite.template)
-        counts = count_inputs(load_counter(suite.model.tokenizer), [renderer.render(r) for r in prompts.records])
-        print(f"{suite.name}: {len(counts)} prompts render, {sum(counts)} input tokens "
-              f"(template {renderer.hash or 'none'}, model {suite.model.name} via {suite.model.backend})")
+        prep = prepare(suite)
+        print(f"{suite.name}: {len(prep.counts)} prompts render, {sum(prep.counts)} input tokens "
+              f"(template {prep.renderer.hash or 'none'}, model {suite.model.name} via {suite.model.backend})")
     print(f"{config.path}: OK")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from .baseline import load_baseline
     from .report.terminal import summary_lines
 
-    report = load_baseline(Path(args.report))
-    if report is None:
-        raise CostgateError(f"{args.report}: no such report file.")
-    base = load_baseline(Path(args.baseline)) if args.baseline else None
+    report = _load_report(args.report)
+    base = _load_report(args.baseline) if args.baseline else None
     for line in summary_lines(report["suites"], base, {}, args.baseline):
         print(line)
     return 0

@@ -31,6 +31,9 @@ class Prepared:
     rendered: list[Any]
     counts: list[int]
 
+    def references(self) -> dict[str, str]:
+        return {r.id: r.reference for r in self.prompt_set.records if r.reference is not None}
+
     def requests(self, spec: SuiteSpec) -> list[tuple[Request, int, Decimal]]:
         return [(Request(r.id, prompt, spec.params), n, r.weight)
                 for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
@@ -72,11 +75,8 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: dict[str, Any] | None, 
         finally:
             backend.close()
     entry = make_entry(spec, prep, results, mode, fingerprint, load_s, wall_s)
-    metrics = aggregate(results, spec.requests_per_month)
-    metrics.pop("latency")
-    references = {r.id: r.reference for r in prep.prompt_set.records if r.reference is not None}
-    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, baseline is not None, entry,
-                          references)
+    verdict = judge_suite(config, spec, results, base_suite, base_results, baseline is not None, entry,
+                          prep.references())
     entry["verdict"] = verdict.to_json()
     entry["baseline_template_hash"] = (base_suite or {}).get("template_hash")
     entry["prompt_changes"] = prompt_changes(results, base_results)
@@ -113,15 +113,12 @@ def make_entry(spec: SuiteSpec, prep: Prepared, results: list[PromptResult], mod
     }
 
 
-def rejudge(config: Config, spec: SuiteSpec, entry: dict[str, Any], base_suite: dict[str, Any], source: str) -> dict[str, Any]:
+def rejudge(config: Config, spec: SuiteSpec, entry: dict[str, Any], base_suite: dict[str, Any], source: str,
+            references: dict[str, str]) -> dict[str, Any]:
     """Judge an already measured suite entry against another entry (a live baseline)."""
     results = list(parse_results(entry, "head", spec.name).values())
     base_results = parse_results(base_suite, source, spec.name)
-    metrics = aggregate(results, spec.requests_per_month)
-    metrics.pop("latency")
-    references = {r.id: r.reference for r in load_prompt_set(spec.prompts).records if r.reference is not None}
-    entry = {**entry, "metrics": {k: (decimal_text(v) if isinstance(v, Decimal) else v) for k, v in metrics.items()}}
-    verdict = judge_suite(config, spec, results, metrics, base_suite, base_results, True, entry, references)
+    verdict = judge_suite(config, spec, results, base_suite, base_results, True, entry, references)
     return {**entry, "verdict": verdict.to_json(), "baseline_template_hash": base_suite.get("template_hash"),
             "prompt_changes": prompt_changes(results, base_results), "baseline_source": source}
 
@@ -144,9 +141,9 @@ def prompt_changes(results: list[PromptResult], base: dict[str, PromptResult], k
     return changes[:keep]
 
 
-def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], metrics: dict[str, Any],
-                base_suite: dict[str, Any] | None, base_results: dict[str, PromptResult], have_baseline: bool,
-                entry: dict[str, Any], references: dict[str, str] | None = None) -> SuiteVerdict:
+def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], base_suite: dict[str, Any] | None,
+                base_results: dict[str, PromptResult], have_baseline: bool, entry: dict[str, Any],
+                references: dict[str, str] | None = None) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra = []
     notes: list[str] = []
@@ -156,7 +153,8 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], me
                      + ("failing as on_time_budget says" if config.on_time_budget == "fail" else "judged on those"))
         if config.on_time_budget == "fail":
             extra.append(Row("time_budget", None, f"{measured}", None, None, "all prompts", "fail"))
-    limit_row = error_limit(metrics["error_rate"], spec.max_error_rate)
+    metrics = entry["metrics"]
+    limit_row = error_limit(Decimal(metrics["error_rate"]), spec.max_error_rate)
     if limit_row is not None:
         extra.append(limit_row)
         notes.append(f"{metrics['errors']} of {metrics['n']} requests failed (max_error_rate "

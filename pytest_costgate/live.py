@@ -1,7 +1,9 @@
 """A live baseline: the base git ref's suite replayed next to the head's, prompt by prompt (ABBA)."""
 from __future__ import annotations
 
+import atexit
 import io
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -13,7 +15,7 @@ from .config import Config, SuiteSpec, load_config
 from .errors import ConfigError, CostgateError
 
 
-def base_config(config: Config, ref: str) -> tuple[Config | None, Path]:
+def base_config(config: Config, ref: str) -> Config | None:
     """The base ref's costgate config, read from a `git archive` of that ref (the working tree stays as it is).
 
     Returns None for the config when the ref has no config at that path (every suite is then new).
@@ -26,6 +28,7 @@ def base_config(config: Config, ref: str) -> tuple[Config | None, Path]:
         raise CostgateError(f"--costgate-against {ref}: git cannot read that ref ({exc}). Fetch it first, e.g. "
                             "actions/checkout with fetch-depth: 0, or git fetch origin main.") from None
     tree = Path(tempfile.mkdtemp(prefix="costgate-base-"))
+    atexit.register(shutil.rmtree, tree, True)  # read while suites run; gone when the process ends
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         try:
             tar.extractall(tree, filter="data")
@@ -33,9 +36,9 @@ def base_config(config: Config, ref: str) -> tuple[Config | None, Path]:
             tar.extractall(tree)
     path = tree / config.path.resolve().relative_to(Path(top).resolve())
     if not path.exists():
-        return None, tree
+        return None
     try:
-        return load_config(path), tree
+        return load_config(path)
     except ConfigError as exc:
         raise CostgateError(f"--costgate-against {ref}: the base ref's config is invalid: {exc}") from None
 
@@ -93,10 +96,19 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
     head_entry = make_entry(spec, head_prep, head_results, "replay", fingerprints[1], load_s, wall_s)
     # One machine, one job: comparable by construction, even where the two sides' backends differ.
     head_entry["fingerprint"] = base_entry["fingerprint"] = {**fingerprints[1], "live": ref}
-    return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}")
+    return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}", head_prep.references())
 
 
-def base_suite_spec(base: Config | None, name: str) -> SuiteSpec | None:
-    if base is None:
-        return None
-    return next((s for s in base.suites if s.name == name), None)
+def run_against(config: Config, spec: SuiteSpec, base: Config | None, ref: str, tokens_only: bool,
+                deadline: float | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One suite judged against the base ref: (head entry, base entry or None when the base lacks the suite)."""
+    from .gate import run_suite
+
+    base_spec = None if base is None else next((s for s in base.suites if s.name == spec.name), None)
+    if base_spec is None:
+        return run_suite(config, spec, {"suites": {}}, tokens_only, deadline), None
+    if tokens_only or spec.tokens_only:  # nothing noisy to interleave: measure base, then judge head on it
+        base_entry = run_suite(base, base_spec, None, True, deadline)
+        return run_suite(config, spec, {"suites": {spec.name: base_entry}}, True, deadline), base_entry
+    base_entry, head_entry = run_pair(config, spec, base, base_spec, deadline, ref)
+    return head_entry, base_entry

@@ -79,7 +79,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
         run(requests[i:i + step])
     runs: dict[str, list[Completion]] = {}
     start = time.perf_counter()
-    for round_ in range(repeats):
+    for _ in range(repeats):
         failures, tripped = 0, None
         for i in range(0, len(requests), step):
             if deadline is not None and time.perf_counter() > deadline:

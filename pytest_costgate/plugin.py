@@ -102,7 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                     "--costgate-update-baseline.")
             from .live import base_config
 
-            base_cfg, _ = base_config(cg, against)
+            base_cfg = base_config(cg, against)
             baseline = None
         else:
             baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
@@ -168,17 +168,10 @@ class SuiteItem(pytest.Item):
         spec = state.config.suite(self.name)
         base_entry = None
         if state.against:
-            from .live import base_suite_spec, run_pair
+            from .live import run_against
 
-            base_spec = base_suite_spec(state.base_config, self.name)
-            if base_spec is None:
-                entry = run_suite(state.config, spec, {"suites": {}}, state.tokens_only, state.deadline)
-            elif state.tokens_only or spec.tokens_only:
-                base_entry = run_suite(state.base_config, base_spec, None, True, state.deadline)
-                entry = run_suite(state.config, spec, {"suites": {self.name: base_entry}}, True, state.deadline)
-            else:
-                base_entry, entry = run_pair(state.config, spec, state.base_config, base_spec, state.deadline,
-                                             state.against)
+            entry, base_entry = run_against(state.config, spec, state.base_config, state.against,
+                                            state.tokens_only, state.deadline)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
         self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry, "base": base_entry})))

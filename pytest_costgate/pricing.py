@@ -33,10 +33,10 @@ def gpu_cost_configured(usd_per_hour: Decimal, latency_s: Decimal, concurrency: 
 
 
 def request_cost(price: TokenPrice | GpuPrice | None, input_tokens: int | None, output_tokens: int | None,
-                 cached_tokens: int | None, e2e_ms: float | None) -> Decimal | None:
+                 cached_tokens: int | None, device_ms: float | None) -> Decimal | None:
     """One request's cost under a model's pricing; None when the pricing needs what wasn't measured.
 
-    For GPU pricing `e2e_ms` is the device time charged to the request: its own wall time when
+    For GPU pricing `device_ms` is the device time charged to the request: its own wall time when
     replayed alone, its share of the batch's wall time when batched.
     """
     if price is None:
@@ -47,9 +47,9 @@ def request_cost(price: TokenPrice | GpuPrice | None, input_tokens: int | None, 
         return token_cost(price, input_tokens, output_tokens, cached_tokens or 0)
     if price.mode == "configured" and price.latency_s is not None:
         return gpu_cost_configured(price.usd_per_hour, price.latency_s, price.concurrency, price.utilization)
-    if e2e_ms is None:
+    if device_ms is None:
         return None
-    seconds = Decimal(repr(e2e_ms)) / 1000
+    seconds = Decimal(repr(device_ms)) / 1000
     if price.mode == "configured":
         return gpu_cost_configured(price.usd_per_hour, seconds, price.concurrency, price.utilization)
     # Sequential replay: each request held the whole GPU for its wall time.

@@ -30,10 +30,9 @@ class Paired:
     relative: bool
 
     @property
-    def significant(self) -> bool:
-        """The interval excludes no change (ratio 1, difference 0)."""
-        null = 1.0 if self.relative else 0.0
-        return self.low > null or self.high < null
+    def worse(self) -> bool:
+        """The whole interval lies above no change (ratio 1, difference 0): significantly worse."""
+        return self.low > (1.0 if self.relative else 0.0)
 
     def text(self) -> str:
         if self.relative:
@@ -62,11 +61,8 @@ def paired(base: Sequence[float], head: Sequence[float], relative: bool, resampl
 
 
 def decide(result: Paired, threshold: Threshold) -> tuple[bool, bool]:
-    """(exceeds the threshold, significant): fail needs both, inconclusive is the first alone."""
-    if threshold.relative:
-        change = Decimal(repr((result.estimate - 1) * 100)) if result.relative else None
-    else:
-        change = None if result.relative else Decimal(repr(result.estimate))
-    if change is None:
-        return False, result.significant
-    return change > threshold.amount, result.significant and (result.low > (1.0 if result.relative else 0.0))
+    """(exceeds the threshold, significantly worse): fail needs both, inconclusive is the first alone."""
+    if result.relative != threshold.relative:
+        raise ValueError("a relative threshold needs a ratio estimate, an absolute one a difference")
+    change = (result.estimate - 1) * 100 if result.relative else result.estimate
+    return Decimal(repr(change)) > threshold.amount, result.worse

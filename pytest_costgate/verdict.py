@@ -79,7 +79,7 @@ def compare_metric(metric: str, base: Decimal | None, cand: Decimal | None, rule
 def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]]) -> tuple[str, str | None]:
     from .stats import decide, paired
 
-    status, interval = "pass", None
+    interval = None
     for level, threshold in (("fail", rule.fail), ("warn", rule.warn)):
         if threshold is None:
             continue
@@ -90,7 +90,7 @@ def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]]) -> 
         exceeds, significant = decide(result, threshold)
         if exceeds:
             return (level if significant else "inconclusive"), result.text()
-    return status, interval
+    return "pass", interval
 
 
 def judge(base: Mapping[str, Any], cand: Mapping[str, Any], rules: Mapping[str, MetricRule],

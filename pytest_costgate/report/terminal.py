@@ -59,18 +59,14 @@ def breach_lines(name: str, entry: Mapping[str, Any]) -> list[str]:
 def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Any] | None,
                   errors: Mapping[str, str], baseline_path: Any = None, removed: tuple[str, ...] = ()) -> list[str]:
     """The session's cost table: one row per suite, then warnings, breaches and notes."""
+    from ..baseline import summary
+
     base_suites = (baseline or {}).get("suites", {})
     rows = []
-    total_base = total_cand = Decimal(0)
     for name, entry in suites.items():
         metrics = entry["metrics"]
-        base = base_suites.get(name, {}).get("metrics", {})
-        month, base_month = metrics.get("monthly_cost"), base.get("monthly_cost")
-        delta = None
-        if month is not None and base_month is not None:
-            delta = Decimal(month) - Decimal(base_month)
-            total_base += Decimal(base_month)
-            total_cand += Decimal(month)
+        month, base_month = metrics.get("monthly_cost"), base_suites.get(name, {}).get("metrics", {}).get("monthly_cost")
+        delta = Decimal(month) - Decimal(base_month) if month is not None and base_month is not None else None
         p95 = (entry.get("latency") or {}).get("e2e_ms") or {}
         rows.append([name, ICON.get(entry["verdict"]["status"], entry["verdict"]["status"]),
                      entry["mode"], money(metrics.get("cost_per_request"), cents=False), money(month),
@@ -81,10 +77,11 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
         rows.append([name, "ERROR", "-", "-", "-", "-", "-", "-", "-", "-"])
     lines = table(["suite", "status", "mode", "cost/req", "monthly", "monthly delta", "in tok/req",
                    "out tok/req", "p95 ms", "errors"], rows)
-    if total_base:
-        change = total_cand - total_base
-        lines.append(f"monthly estimate: {money(total_cand)} ({signed_money(change)}, "
-                     f"{change / total_base * 100:+.1f}% vs baseline)")
+    totals = summary(dict(suites), dict(baseline) if baseline else None, list(removed))
+    if totals["baseline_monthly_cost"] and Decimal(totals["baseline_monthly_cost"]):
+        change, base_total = Decimal(totals["monthly_delta"]), Decimal(totals["baseline_monthly_cost"])
+        lines.append(f"monthly estimate: {money(totals['monthly_cost'])} ({signed_money(change)}, "
+                     f"{change / base_total * 100:+.1f}% vs baseline)")
     for name in removed:
         lines.append(f"{name}: in the baseline but no longer in the config (removed; not compared)")
     if baseline is None and suites:

@@ -14,6 +14,7 @@ from typing import Any
 from . import SCHEMA, __version__
 from .config import Config
 from .errors import BaselineError
+from .redact import redact, redact_json_text
 
 # Latency measured where any of these differ is not comparable.
 COMPARABLE_KEYS = ("os", "machine", "cpu", "cpus", "python", "backend", "endpoint", "model", "function",
@@ -64,12 +65,20 @@ def document(config: Config, suites: dict[str, Any], summary: dict[str, Any] | N
         "schema": SCHEMA,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_sha": git_sha(config.path.parent),
-        "config": str(config.path.name),
+        "config": config_id(config.path),
         "environment": environment(),
         "prices": {"source": config.price_source, "date": config.price_date},
         "summary": summary or {},
         "suites": suites,
     }
+
+
+def config_id(path: Path) -> str:
+    """The config's path relative to the working directory (the gate id of its PR comment), else its name."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return path.name
 
 
 def load_baseline(path: Path) -> dict[str, Any] | None:
@@ -99,23 +108,34 @@ def load_baseline(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old file or the new one, never a torn one."""
-    write_text_atomic(path, json.dumps(doc, indent=2, default=_default) + "\n")
+    """Write JSON, redacted, so that readers see the old file or the new one, never a torn one."""
+    _write_atomic(path, redact_json_text(json.dumps(doc, indent=2, default=_default) + "\n"))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over the target."""
+    """Write text, redacted, via a temp file in the same folder, fsync, then rename over the target."""
+    _write_atomic(path, redact(text))
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide a committed baseline
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def decimal_text(value: Decimal) -> str:

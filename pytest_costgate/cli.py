@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import CostgateError
+from .escape import command_safe
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -16,9 +17,9 @@ def _validate(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     for suite in config.suites:
         prep = prepare(suite)
-        print(f"{suite.name}: {len(prep.counts)} prompts render, {sum(prep.counts)} input tokens "
-              f"(template {prep.renderer.hash or 'none'}, model {suite.model.name} via {suite.model.backend})")
-    print(f"{config.path}: OK")
+        _say(f"{suite.name}: {len(prep.counts)} prompts render, {sum(prep.counts)} input tokens "
+             f"(template {prep.renderer.hash or 'none'}, model {suite.model.name} via {suite.model.backend})")
+    _say(f"{config.path}: OK")
     return 0
 
 
@@ -28,7 +29,7 @@ def _show(args: argparse.Namespace) -> int:
     report = _load_report(args.report)
     base = _load_report(args.baseline) if args.baseline else None
     for line in summary_lines(report["suites"], base, {}, args.baseline):
-        print(line)
+        _say(line)
     return 0
 
 
@@ -47,7 +48,7 @@ def _emit(body: str, output: str | None) -> None:
 
         write_text_atomic(Path(output), body)
     else:
-        print(body)
+        print(command_safe(body))
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -64,29 +65,44 @@ def _comment(args: argparse.Namespace) -> int:
 
     from .errors import GitHubError
     from .github import post, target_from_env
-    from .report.markdown import MARKER, render_markdown
+    from .redact import register, register_environment
+    from .report.markdown import marker, render_markdown
 
-    body = render_markdown(_load_report(args.report), Path(args.template) if args.template else None)
+    register_environment()
+    register(os.environ.get(args.token_env))
+    report = _load_report(args.report)
+    gate = args.comment_id or report.get("config")
+    body = render_markdown(report, Path(args.template) if args.template else None, gate=gate)
     if args.output:
         _emit(body, args.output)
     if not (args.post or os.environ.get("GITHUB_ACTIONS") == "true") or args.behavior == "off":
         if not args.output:
-            print(body)
+            print(command_safe(body))
         return 0
     token = os.environ.get(args.token_env)
     try:
         if not token:
             raise GitHubError(f"no token: the environment variable {args.token_env} is empty. In a workflow pass "
                               "github-token (secrets.GITHUB_TOKEN) with 'pull-requests: write'.")
-        posted = post(body, target_from_env(args.pr, args.repo), token, args.behavior, MARKER)
+        posted = post(body, target_from_env(args.pr, args.repo), token, args.behavior, marker(gate),
+                      author=args.comment_author)
     except GitHubError as exc:
-        print(f"costgate: warning: the PR comment was not posted: {exc}", file=sys.stderr)
+        _say(f"costgate: warning: the PR comment was not posted: {exc}", err=True)
         return 1 if args.strict else 0
+    for warning in posted.warnings:
+        _say(f"costgate: warning: {warning}", err=True)
     if posted.action == "fallback":
-        print(f"costgate: notice: {posted.note}", file=sys.stderr)
+        _say(f"costgate: notice: {posted.note}", err=True)
     else:
-        print(f"costgate: comment {posted.action}" + (f": {posted.url}" if posted.url else ""))
+        _say(f"costgate: comment {posted.action}" + (f": {posted.url}" if posted.url else ""))
     return 0
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print one message line: redacted, escaped, never a workflow command."""
+    from .escape import terminal_block
+
+    print(terminal_block(text), file=sys.stderr if err else sys.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,15 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     comment.add_argument("--repo", help="owner/name (default: GITHUB_REPOSITORY)")
     comment.add_argument("--token-env", default="GITHUB_TOKEN", help="environment variable holding the token")
     comment.add_argument("--strict", action="store_true", help="exit 1 when posting fails (default: warn, exit 0)")
+    comment.add_argument("--comment-id", help="gate id in the hidden marker, so two gates keep two comments "
+                                              "(default: the report's config path)")
+    comment.add_argument("--comment-author", help="login whose comment is updated (default: the token's login, or "
+                                                  "github-actions[bot] for the Actions token)")
     comment.set_defaults(run=_comment)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
     except CostgateError as exc:
-        print(f"costgate: error: {exc}", file=sys.stderr)
+        _say(f"costgate: error: {exc}", err=True)
         return 2
     except (OSError, json.JSONDecodeError) as exc:
-        print(f"costgate: error: {exc}", file=sys.stderr)
+        _say(f"costgate: error: {exc}", err=True)
         return 2
 
 

@@ -1,6 +1,8 @@
 """costgate.yaml -> frozen, validated values. Errors name file, line, field and the fix."""
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -8,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .redact import register
 from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
 from .yamlsrc import Key, Reader, did_you_mean, load_yaml
 
@@ -115,6 +118,7 @@ class Config:
         return next(s for s in self.suites if s.name == name)
 
 
+NAME = re.compile(r"\w(?:[\w. -]*[\w.-])?")
 TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline",
                  "time_budget_s", "on_time_budget"})
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
@@ -138,11 +142,11 @@ def load_config(path: Path) -> Config:
     models_node = r.value(("models",))
     if not isinstance(models_node, dict) or not models_node:
         raise r.fail(("models",), "expected a mapping of model names to model settings.")
-    models = {str(name): _model(r, str(name)) for name in models_node}
+    models = {_name(r, ("models",), name): _model(r, name) for name in models_node}
     suites_node = r.value(("suites",))
     if not isinstance(suites_node, dict) or not suites_node:
         raise r.fail(("suites",), "expected a mapping of suite names to suite settings.")
-    suites = tuple(_suite(r, str(name), models, defaults, default_rules) for name in suites_node)
+    suites = tuple(_suite(r, _name(r, ("suites",), name), models, defaults, default_rules) for name in suites_node)
     baseline = src.path.parent / (r.string(("baseline",)) if "baseline" in top else "costgate-baseline.json")
     return Config(
         path=src.path,
@@ -157,8 +161,19 @@ def load_config(path: Path) -> Config:
     )
 
 
+def _name(r: Reader, key: Key, name: Any) -> str:
+    """Suite and model names end up in node ids, logs and comments: plain text only."""
+    if not isinstance(name, str):
+        raise r.fail(key + (name,), f"the name {name!r} is read by YAML as {type(name).__name__}, not text; quote "
+                     f"it, e.g. '{str(name).lower() if isinstance(name, bool) else name}':.")
+    if not NAME.fullmatch(name) or len(name) > 100:
+        raise r.fail(key + (name,), f"the name {name[:60]!r} may hold only letters, digits, '_', '.', '-' and inner "
+                     "spaces (at most 100 characters); rename it.")
+    return name
+
+
 def _model(r: Reader, name: str) -> ModelSpec:
-    from .backends import backend_options
+    from .backends import backend_class
 
     key: Key = ("models", name)
     node = r.value(key)
@@ -166,11 +181,17 @@ def _model(r: Reader, name: str) -> ModelSpec:
         raise r.fail(key, "each model needs 'backend:' (openai, python, onnx or a plugin's name).")
     backend = r.string(key + ("backend",))
     try:
-        allowed = backend_options(backend)
+        cls = backend_class(backend)
     except LookupError as exc:
         raise r.fail(key + ("backend",), str(exc)) from None
-    r.mapping(key, MODEL | allowed)
+    r.mapping(key, MODEL | frozenset(cls.OPTIONS))
     options = {k: v for k, v in node.items() if k not in MODEL}
+    check = getattr(cls, "check_options", None)
+    if check is not None:
+        check(options, lambda option, message: r.fail(key + (option,), message))
+    for option, value in options.items():  # api_key_env and the like: their values are secrets everywhere
+        if option.endswith("_env") and isinstance(value, str):
+            register(os.environ.get(value))
     return ModelSpec(
         name=name, backend=backend, options=MappingProxyType(options),
         tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else TokenizerSpec(encoding="cl100k_base"),

@@ -146,17 +146,23 @@ def judge_suite(config: Config, spec: SuiteSpec, results: list[PromptResult], ba
                 references: dict[str, str] | None = None) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra = []
-    notes: list[str] = []
+    notes: list[str] = list(_distinct((r.note for r in results if r.note), keep=3))
     if entry["unmeasured"]:
         measured = len(results)
-        notes.append(f"time budget reached: {measured} of {measured + len(entry['unmeasured'])} prompts measured; "
-                     + ("failing as on_time_budget says" if config.on_time_budget == "fail" else "judged on those"))
-        if config.on_time_budget == "fail":
-            extra.append(Row("time_budget", None, f"{measured}", None, None, "all prompts", "fail"))
+        total = measured + len(entry["unmeasured"])
+        if measured == 0:
+            notes.append(f"time budget reached before any of the {total} prompts was measured; raise the budget")
+            extra.append(Row("time_budget", None, "0", None, None, "at least one prompt", "fail"))
+        else:
+            notes.append(f"time budget reached: {measured} of {total} prompts measured; "
+                         + ("failing as on_time_budget says" if config.on_time_budget == "fail" else "judged on those"))
+            if config.on_time_budget == "fail":
+                extra.append(Row("time_budget", None, f"{measured}", None, None, "all prompts", "fail"))
     metrics = entry["metrics"]
     limit_row = error_limit(Decimal(metrics["error_rate"]), spec.max_error_rate)
     if limit_row is not None:
         extra.append(limit_row)
+    if metrics["errors"]:
         notes.append(f"{metrics['errors']} of {metrics['n']} requests failed (max_error_rate "
                      f"{spec.max_error_rate}); first error: {entry['errors'][0]}")
     if spec.quality is not None and entry["mode"] == "replay":

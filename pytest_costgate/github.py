@@ -1,4 +1,9 @@
-"""Sticky pull-request comments through GitHub's REST API (and GraphQL to hide old ones)."""
+"""Sticky pull-request comments through GitHub's REST API (and GraphQL to hide old ones).
+
+The token goes only to the origin of GITHUB_API_URL: no redirect or pagination link to another
+origin is followed. The comment updated is ours: it carries our marker (with the gate id) and was
+written by the identity posting now.
+"""
 from __future__ import annotations
 
 import json
@@ -8,15 +13,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from .errors import GitHubError
+from .redact import redact, register, shorten
 from .retry import rate_limit_wait
 
 BEHAVIORS = ("update", "new", "delete-and-new", "hide-and-new", "off")
 HIDE = "mutation($id: ID!) { minimizeComment(input: {subjectId: $id, classifier: OUTDATED}) { minimizedComment { isMinimized } } }"
+ACTIONS_BOT = "github-actions[bot]"
+MAX_REDIRECTS = 3
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL, with the default port made explicit."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass(frozen=True)
@@ -30,25 +46,40 @@ class Target:
 
 
 def target_from_env(pr: int | None = None, repo: str | None = None) -> Target:
-    """The PR from GITHUB_EVENT_PATH (pull_request / pull_request_target) unless given; errors say what is missing."""
+    """The PR from GITHUB_EVENT_PATH unless given (pull_request, pull_request_target, or issue_comment on a PR)."""
     repo = repo or os.environ.get("GITHUB_REPOSITORY")
-    if not repo or "/" not in repo:
-        raise GitHubError("no repository: set GITHUB_REPOSITORY=owner/name or pass --repo.")
+    if not repo or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
+        raise GitHubError("no repository: set GITHUB_REPOSITORY=owner/name or pass --repo owner/name.")
     if pr is None:
-        event = os.environ.get("GITHUB_EVENT_PATH")
-        if not event:
-            raise GitHubError("no pull request number: pass --pr N (outside GitHub Actions there is no event file).")
-        try:
-            payload = json.loads(Path(event).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise GitHubError(f"{event}: cannot read the event payload: {exc}") from None
-        number = (payload.get("pull_request") or {}).get("number") or payload.get("number")
-        if not isinstance(number, int):
-            raise GitHubError(f"{event}: this event ({os.environ.get('GITHUB_EVENT_NAME', 'unknown')}) is not a pull "
-                              "request; comments are posted on pull_request and pull_request_target events.")
-        pr = number
+        pr = _event_pr()
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    return Target(repo, pr, api, os.environ.get("GITHUB_GRAPHQL_URL", api + "/graphql"))
+    if urlsplit(api).scheme not in ("http", "https") or not urlsplit(api).hostname:
+        raise GitHubError(f"GITHUB_API_URL {api!r} is not an http(s) URL.")
+    graphql = os.environ.get("GITHUB_GRAPHQL_URL", api + "/graphql")
+    if origin(graphql) != origin(api):
+        raise GitHubError(f"GITHUB_GRAPHQL_URL {graphql!r} is not on the origin of GITHUB_API_URL {api!r}; the "
+                          "token is sent to one origin only.")
+    return Target(repo, pr, api, graphql)
+
+
+def _event_pr() -> int:
+    event = os.environ.get("GITHUB_EVENT_PATH")
+    if not event:
+        raise GitHubError("no pull request number: pass --pr N (outside GitHub Actions there is no event file).")
+    try:
+        payload = json.loads(Path(event).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GitHubError(f"{event}: cannot read the event payload: {exc}") from None
+    payload = payload if isinstance(payload, dict) else {}
+    number: Any = (payload.get("pull_request") or {}).get("number") or payload.get("number")
+    issue = payload.get("issue") if isinstance(payload.get("issue"), dict) else {}
+    if number is None and issue.get("pull_request"):  # issue_comment on a pull request
+        number = issue.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+        raise GitHubError(f"{event}: this event ({os.environ.get('GITHUB_EVENT_NAME', 'unknown')}) is not a pull "
+                          "request; comments are posted on pull_request, pull_request_target and issue_comment "
+                          "events on a pull request.")
+    return number
 
 
 class Forbidden(GitHubError):
@@ -56,19 +87,43 @@ class Forbidden(GitHubError):
 
 
 class GitHub:
-    """A small REST client: auth, retries on 5xx and rate limits, pagination; never shows the token."""
+    """A small REST client: auth to one origin, retries on 5xx and rate limits, pagination; never shows the token."""
 
-    def __init__(self, token: str, retries: int = 3, sleep: Callable[[float], None] | None = None,
-                 max_wait: float = 60.0) -> None:
+    def __init__(self, token: str, api: str = "https://api.github.com", retries: int = 3,
+                 sleep: Callable[[float], None] | None = None, max_wait: float = 60.0) -> None:
+        register(token)
+        self.origin = origin(api)
         self.session = requests.Session()
+        self.session.trust_env = False  # no .netrc credentials or proxies picked up behind our back
         self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                                      "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "pytest-costgate"})
         self.retries, self.sleep, self.max_wait = retries, sleep or time.sleep, max_wait
+        self.warnings: list[str] = []
+
+    def _check(self, url: str) -> None:
+        if origin(url) != self.origin:
+            raise GitHubError(f"refusing to send the GitHub token to {_origin_text(url)}: only "
+                              f"{self.origin} (GITHUB_API_URL) gets it.")
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One API call, retried on 5xx and rate limits; redirects followed only within the API origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check(url)
+            response = self._send(method, url, **kwargs)
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            location = response.headers.get("Location", "")
+            target = urljoin(url, location)
+            if origin(target) != self.origin:
+                raise GitHubError(f"{method} {url} redirected to {_origin_text(target)}, another origin; not "
+                                  "followed, so the token stays with GITHUB_API_URL.")
+            url = target
+        raise GitHubError(f"{method} {url}: more than {MAX_REDIRECTS} redirects")
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.request(method, url, timeout=30, **kwargs)
+                response = self.session.request(method, url, timeout=30, allow_redirects=False, **kwargs)
             except requests.RequestException as exc:
                 if attempt == self.retries:
                     raise GitHubError(f"{method} {url} failed: {type(exc).__name__}") from None
@@ -80,24 +135,45 @@ class GitHub:
                 self.sleep(min(wait if wait is not None else 2.0 ** attempt, self.max_wait))
                 continue
             if response.status_code >= 400:
-                message = _message(response)
-                text = f"{method} {url} answered HTTP {response.status_code}: {message}"
+                text = f"{method} {url} answered HTTP {response.status_code}: {_message(response)}"
                 if response.status_code == 403 and not limited:
                     raise Forbidden(text)
                 raise GitHubError(text)
             return response
         raise GitHubError(f"{method} {url}: gave up after {self.retries + 1} attempts")  # pragma: no cover
 
+    def json(self, response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise GitHubError(f"{what}: GitHub answered with something that is not JSON.") from None
+
     def comments(self, target: Target) -> list[dict[str, Any]]:
-        """Every comment on the PR, following Link: rel="next" pages."""
+        """Every comment on the PR, following Link: rel="next" pages on the API origin only."""
         url: str | None = f"{target.api}/repos/{target.repo}/issues/{target.pr}/comments?per_page=100"
         found: list[dict[str, Any]] = []
-        while url:
+        pages = 0
+        while url and pages < 1000:
+            pages += 1
             response = self.request("GET", url)
-            found += response.json()
+            page = self.json(response, "listing comments")
+            found += [c for c in page if isinstance(c, dict)] if isinstance(page, list) else []
             match = _NEXT.search(response.headers.get("Link", ""))
-            url = match.group(1) if match else None
+            url = urljoin(url, match.group(1)) if match else None
+            if url and origin(url) != self.origin:
+                self.warnings.append(f"the next page of comments is on {_origin_text(url)}, not the API origin; "
+                                     "not followed (the token stays home), so older comments were not searched")
+                url = None
         return found
+
+    def login(self, api: str) -> str | None:
+        """The login the token acts as (GET /user); None for tokens that can't read it (the Actions token)."""
+        try:
+            data = self.json(self.request("GET", f"{api}/user"), "reading the token's user")
+        except GitHubError:
+            return None
+        login = data.get("login") if isinstance(data, dict) else None
+        return login if isinstance(login, str) and login else None
 
 
 @dataclass(frozen=True)
@@ -105,36 +181,64 @@ class Posted:
     action: str  # created | updated | unchanged | off | fallback
     url: str | None = None
     note: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def post(body: str, target: Target, token: str, behavior: str = "update", marker: str = "",
-         client: GitHub | None = None) -> Posted:
-    """Create, update, replace or hide-and-replace our comment; a read-only token falls back to the summary."""
+         client: GitHub | None = None, author: str | None = None) -> Posted:
+    """Create, update, replace or hide-and-replace our comment; a read-only token falls back to the summary.
+
+    Ours means: carries `marker` and was written by `author` (default: the token's own login, or
+    github-actions[bot] for the Actions token, which can't read its login).
+    """
     if behavior not in BEHAVIORS:
         raise GitHubError(f"comment behavior {behavior!r} is not one of {', '.join(BEHAVIORS)}.")
     if behavior == "off":
         return Posted("off")
-    gh = client or GitHub(token)
+    if not marker:
+        raise GitHubError("no comment marker: the sticky comment can't be found again without one.")
+    gh = client or GitHub(token, target.api)
     base = f"{target.api}/repos/{target.repo}/issues"
     try:
-        ours = [c for c in gh.comments(target) if marker and marker in (c.get("body") or "")]
+        if behavior != "new":
+            who = author or gh.login(target.api) or ACTIONS_BOT
+            ours = [c for c in gh.comments(target) if marker in str(c.get("body") or "")
+                    and str((c.get("user") or {}).get("login", "")).lower() == who.lower()]
+        else:
+            ours = []
         if behavior == "update" and ours:
             latest = ours[-1]
             if latest.get("body") == body:
-                return Posted("unchanged", latest.get("html_url"))
-            done = gh.request("PATCH", f"{base}/comments/{latest['id']}", json={"body": body}).json()
-            return Posted("updated", done.get("html_url"))
+                return Posted("unchanged", _url(latest), warnings=tuple(gh.warnings))
+            done = gh.json(gh.request("PATCH", f"{base}/comments/{int(latest['id'])}", json={"body": body}), "editing")
+            return Posted("updated", _url(done), warnings=tuple(gh.warnings))
         for old in ours if behavior in ("delete-and-new", "hide-and-new") else []:
             if behavior == "delete-and-new":
-                gh.request("DELETE", f"{base}/comments/{old['id']}")
+                gh.request("DELETE", f"{base}/comments/{int(old['id'])}")
             else:
-                answer = gh.request("POST", target.graphql, json={"query": HIDE, "variables": {"id": old["node_id"]}}).json()
-                if answer.get("errors"):
-                    raise GitHubError(f"hiding comment {old['id']} failed: {answer['errors'][0].get('message')}")
-        done = gh.request("POST", f"{base}/{target.pr}/comments", json={"body": body}).json()
-        return Posted("created", done.get("html_url"))
+                answer = gh.json(gh.request("POST", target.graphql, json={"query": HIDE, "variables": {
+                    "id": str(old.get("node_id"))}}), "hiding a comment")
+                if isinstance(answer, dict) and answer.get("errors"):
+                    raise GitHubError(f"hiding comment {old['id']} failed: {_first_error(answer['errors'])}")
+        done = gh.json(gh.request("POST", f"{base}/{target.pr}/comments", json={"body": body}), "commenting")
+        return Posted("created", _url(done), warnings=tuple(gh.warnings))
     except Forbidden as exc:
         return _fallback(body, str(exc), marker)
+
+
+def _url(comment: Any) -> str | None:
+    url = comment.get("html_url") if isinstance(comment, dict) else None
+    return url if isinstance(url, str) and url.startswith("https://") else None
+
+
+def _first_error(errors: Any) -> str:
+    first = errors[0] if isinstance(errors, list) and errors else errors
+    return shorten(first.get("message") if isinstance(first, dict) else first, 200)
+
+
+def _origin_text(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
 
 
 def _fallback(body: str, reason: str, marker: str) -> Posted:
@@ -146,16 +250,16 @@ def _fallback(body: str, reason: str, marker: str) -> Posted:
             path = Path(summary)
             if not (marker and path.exists() and marker in path.read_text(encoding="utf-8")):
                 with open(path, "a", encoding="utf-8") as handle:
-                    handle.write(body + "\n")
+                    handle.write(redact(body) + "\n")
             note += "; the cost diff is in the job summary instead"
         except OSError:
             pass
-    return Posted("fallback", note=f"{note} ({reason})")
+    return Posted("fallback", note=f"{note} ({redact(reason)})")
 
 
 def _message(response: requests.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        return response.text.strip()[:200] or response.reason
-    return str(data.get("message", data))[:300] if isinstance(data, dict) else str(data)[:300]
+        return shorten(response.text[:8192].strip() or response.reason, 200)
+    return shorten(data.get("message", data) if isinstance(data, dict) else data, 300)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .config import Config, SuiteSpec, load_config
 from .errors import ConfigError, CostgateError
+from .redact import shorten
 
 
 def base_config(config: Config, ref: str) -> Config | None:
@@ -49,7 +50,7 @@ def _git(args: list[str], cwd: Path) -> bytes:
     except (OSError, subprocess.SubprocessError) as exc:
         raise CostgateError(f"git {' '.join(args)} failed: {exc}") from None
     if done.returncode != 0:
-        raise CostgateError(done.stderr.decode(errors="replace").strip()[:300] or f"git {args[0]} failed")
+        raise CostgateError(shorten(done.stderr.decode(errors="replace"), 300) or f"git {args[0]} failed")
     return done.stdout
 
 

@@ -12,10 +12,12 @@ from typing import Any, Iterable, Sequence
 from .backends import Backend, Completion, Request
 from .config import GpuPrice, TokenPrice
 from .pricing import monthly, request_cost
+from .redact import redact, shorten
 from .tokens import TokenCounter
 
 CONSECUTIVE_FAILURES = 3  # after this many in a row, the endpoint is taken to be down
 OUTPUT_KEEP = 2000
+MAX_TOKENS = 100_000_000  # per request; larger counts are not believed
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class PromptResult:
     output: str | None = None
     output_sha: str | None = None
     error: str | None = None
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -72,7 +75,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
 
     def run(chunk: Sequence[tuple[Request, int, Decimal]]) -> list[Completion]:
-        return send([r for r, _, _ in chunk]) if send else [backend.complete(chunk[0][0])]
+        return call(backend, [r for r, _, _ in chunk], send)
 
     step = size if send else 1
     for i in range(0, min(warmup, len(requests)), step):
@@ -96,6 +99,18 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
             for r, n, w in requests if r.id in runs], wall
 
 
+def call(backend: Backend, requests: Sequence[Request], send: Any = None) -> list[Completion]:
+    """Send requests (a batch through `send`, else one); whatever a backend raises fails these requests only."""
+    try:
+        done = list(send(list(requests))) if send else [backend.complete(requests[0])]
+        if len(done) != len(requests) or not all(isinstance(c, Completion) for c in done):
+            raise TypeError(f"expected {len(requests)} Completion(s), got {type(done).__name__} of {len(done)}")
+        return done
+    except Exception as exc:  # noqa: BLE001 - a backend (ours or a plugin's) must not end the session
+        message = shorten(f"the backend raised {type(exc).__name__}: {exc}", 400)
+        return [Completion(error=message) for _ in requests]
+
+
 def _combine(runs: list[Completion]) -> Completion:
     """One completion standing for several runs: the first run's text and counts, median timings."""
     first = runs[0]
@@ -115,24 +130,45 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
                 price: TokenPrice | GpuPrice | None, runs: int = 1) -> PromptResult:
     """Turn a backend's Completion into a record; missing token counts come from the tokenizer."""
     if done.error:
-        return PromptResult(pid, weight, rendered, error=done.error, e2e_ms=done.e2e_ms)
-    source = done.token_source
-    output_tokens = done.output_tokens
+        return PromptResult(pid, weight, rendered, error=shorten(done.error, 500), e2e_ms=_finite(done.e2e_ms))
+    text = done.text if isinstance(done.text, str) else str(done.text)
+    source, note = done.token_source, done.note
+    output_tokens, input_tokens = _count(done.output_tokens), _count(done.input_tokens)
+    if (done.output_tokens is not None and output_tokens is None) or (done.input_tokens is not None and input_tokens is None):
+        note = (f"the backend's token counts ({done.input_tokens!r}, {done.output_tokens!r}) are not whole numbers "
+                f"from 0 to {MAX_TOKENS:,}; counted with the tokenizer instead")
+        output_tokens = input_tokens = None
     if output_tokens is None:
-        output_tokens, source = counter.count(done.text), "tokenizer"
-    input_tokens = done.input_tokens if done.input_tokens is not None else rendered
+        output_tokens, source = counter.count(text), "tokenizer"
+    if input_tokens is None:
+        input_tokens, source = rendered, "tokenizer"
+    ttft, e2e, busy = _finite(done.ttft_ms), _finite(done.e2e_ms), _finite(done.busy_ms)
+    cached = _count(done.cached_tokens)
+    cached = None if cached is None else min(cached, input_tokens)
     tpot = None
-    if done.ttft_ms is not None and done.e2e_ms is not None and output_tokens > 1:
-        tpot = (done.e2e_ms - done.ttft_ms) / (output_tokens - 1)
+    if ttft is not None and e2e is not None and output_tokens > 1:
+        tpot = (e2e - ttft) / (output_tokens - 1)
     return PromptResult(
         id=pid, weight=weight, rendered_tokens=rendered, input_tokens=input_tokens,
-        output_tokens=output_tokens, cached_tokens=done.cached_tokens, token_source=source,
-        ttft_ms=done.ttft_ms, e2e_ms=done.e2e_ms, tpot_ms=tpot, busy_ms=done.busy_ms,
-        cost=request_cost(price, input_tokens, output_tokens, done.cached_tokens,
-                          done.busy_ms if done.busy_ms is not None else done.e2e_ms),
-        output=done.text[:OUTPUT_KEEP], output_sha=hashlib.sha256(done.text.encode("utf-8")).hexdigest()[:16],
-        runs=runs, e2e_runs=list(done.e2e_runs) if done.e2e_runs else None,
+        output_tokens=output_tokens, cached_tokens=cached, token_source=source,
+        ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, busy_ms=busy,
+        cost=request_cost(price, input_tokens, output_tokens, cached, busy if busy is not None else e2e),
+        output=redact(text)[:OUTPUT_KEEP], output_sha=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16],
+        runs=runs, e2e_runs=[v for v in done.e2e_runs if _finite(v) is not None] if done.e2e_runs else None,
+        note=note,
     )
+
+
+def _count(value: Any) -> int | None:
+    """A token count we believe: a whole number from 0 to MAX_TOKENS."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS else None
+
+
+def _finite(value: Any) -> float | None:
+    """A timing we believe: a finite, non-negative number of milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def tokens_only(pid: str, weight: Decimal, rendered: int, previous: PromptResult | None,
@@ -222,14 +258,14 @@ def replay_interleaved(base: Backend, head: Backend, requests: Sequence[tuple[Re
     `requests` holds (base request, head request, base rendered tokens, head rendered tokens, weight).
     """
     for base_request, head_request, _, _, _ in list(requests)[:warmup]:
-        base.complete(base_request)
-        head.complete(head_request)
+        call(base, [base_request])
+        call(head, [head_request])
     base_results, head_results = [], []
     for base_request, head_request, base_tokens, head_tokens, weight in requests:
         if deadline is not None and time.perf_counter() > deadline:
             break
-        b1, h1, h2, b2 = (base.complete(base_request), head.complete(head_request), head.complete(head_request),
-                          base.complete(base_request))
+        (b1,), (h1,), (h2,), (b2,) = (call(base, [base_request]), call(head, [head_request]),
+                                      call(head, [head_request]), call(base, [base_request]))
         base_results.append(result_from(base_request.id, weight, base_tokens, _combine([b1, b2]), counters[0],
                                         prices[0], 2))
         head_results.append(result_from(head_request.id, weight, head_tokens, _combine([h1, h2]), counters[1],

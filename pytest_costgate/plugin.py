@@ -81,7 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from .baseline import load_baseline
     from .config import load_config
     from .errors import CostgateError
+    from .escape import terminal_block
+    from .redact import register_environment
 
+    register_environment()
     path = Path(_setting(config, "costgate_config") or config.rootpath / "costgate.yaml")
     if not path.is_absolute():
         path = (Path(config.invocation_params.dir) / path).resolve()
@@ -107,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             baseline = None if update and not cg.baseline.exists() else load_baseline(cg.baseline)
     except CostgateError as exc:
-        raise pytest.UsageError(f"costgate: {exc}") from None
+        raise pytest.UsageError(terminal_block(f"costgate: {exc}")) from None
     here = Path(config.invocation_params.dir)
     report, markdown, template = (_setting(config, name) for name in
                                   ("costgate_report", "costgate_markdown", "costgate_markdown_template"))
@@ -124,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _deadline(option: str | None, configured: Any) -> float | None:
     """The perf_counter time after which no suite starts another request."""
+    import math
     import time
 
     if option is None and configured is None:
@@ -131,7 +135,10 @@ def _deadline(option: str | None, configured: Any) -> float | None:
     try:
         seconds = float(option if option is not None else configured)
     except ValueError:
-        raise pytest.UsageError(f"--costgate-time-budget {option!r}: expected seconds, e.g. 600.") from None
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise pytest.UsageError(f"--costgate-time-budget {str(option)[:40]!r}: expected a positive number of seconds, "
+                                "e.g. 600.")
     return time.perf_counter() + seconds
 
 
@@ -174,19 +181,42 @@ class SuiteItem(pytest.Item):
                                             state.tokens_only, state.deadline)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
-        self.user_properties.append((PROPERTY, json.dumps({"name": self.name, "entry": entry, "base": base_entry})))
+        from .redact import redact_json_text
+
+        # Results ride user_properties to the controller (and into --junitxml): redacted before they leave.
+        payload = redact_json_text(json.dumps({"name": self.name, "entry": entry, "base": base_entry}))
+        self.user_properties.append((PROPERTY, payload))
         if entry["verdict"]["status"] == "fail" and not state.update:
             raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        """The breach table or one clear error: never pytest's traceback with frame arguments of our internals."""
         from .errors import CostgateError
+        from .escape import terminal_block
 
-        if isinstance(excinfo.value, (SuiteFailed, CostgateError)):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo, style=style))
+        error = excinfo.value
+        if isinstance(error, SuiteFailed):
+            return terminal_block(str(error))
+        if isinstance(error, CostgateError):
+            return terminal_block(f"costgate suite '{self.name}' ERROR: {error}")
+        return terminal_block(internal_error(self.name, excinfo))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"costgate suite {self.name}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"costgate suite {self.name}"
+
+
+def internal_error(name: str, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """An unexpected exception, shown as its type, message and where it happened; no argument or local values."""
+    import traceback
+
+    from .redact import shorten
+
+    frames = traceback.extract_tb(excinfo.tb)[-6:]
+    where = [f"  {Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
+    return "\n".join([f"costgate suite '{name}' ERROR: internal error {type(excinfo.value).__name__}: "
+                       f"{shorten(excinfo.value, 300)}",
+                       "This is a bug in pytest-costgate (or a plugin backend); please report it with these lines:",
+                       *where])
 
 
 class Controller:
@@ -221,14 +251,23 @@ class Controller:
                                       state.markdown, state.template, state.benchmark)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        import os
+
         from .baseline import removed_suites
+        from .escape import stop_commands, terminal
         from .report.terminal import summary_lines
 
         terminalreporter.write_sep("=", "costgate")
         state = self.state
         ordered = {s.name: state.suites[s.name] for s in state.config.suites if s.name in state.suites}
         removed = tuple(removed_suites(state.config, state.baseline))
-        for line in summary_lines(ordered, state.baseline, state.errors, state.config.baseline, removed):
-            terminalreporter.write_line(line)
-        for line in self.state.written:
-            terminalreporter.write_line(line)
+        lines = summary_lines(ordered, state.baseline, state.errors, state.config.baseline, removed) + state.written
+        # In a GitHub Actions log, untrusted text in these lines must not run as workflow commands: each
+        # line is escaped, and the block is fenced with GitHub's stop-commands as well.
+        fence = stop_commands() if os.environ.get("GITHUB_ACTIONS") == "true" else None
+        if fence:
+            terminalreporter.write_line(fence[0])
+        for line in lines:
+            terminalreporter.write_line(terminal(line))
+        if fence:
+            terminalreporter.write_line(fence[1])

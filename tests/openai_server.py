@@ -12,7 +12,9 @@ from typing import Any
 class FakeOpenAI:
     """Serve /v1/chat/completions and /v1/completions on 127.0.0.1; `script` faults consume in order.
 
-    Actions: ok, ok-nousage, json, 429, 500, 401, notjson, stall, drop, malformed, error-event.
+    Actions: ok, ok-nousage, json, 429, 500, 401, 401-echo (echoes the Authorization header, as some servers
+    do), notjson, stall, drop, malformed, error-event, keepalive (comments only), redirect-302/307 (to
+    `redirect_to`), usage-string / usage-negative (bad usage counts).
     """
 
     def __init__(self, stall_s: float = 2.0) -> None:
@@ -20,6 +22,7 @@ class FakeOpenAI:
         self.default = "ok"
         self.requests: list[dict[str, Any]] = []
         self.stall_s = stall_s
+        self.redirect_to = "http://127.0.0.1:9/v1/chat/completions"
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +62,22 @@ class FakeOpenAI:
         return "Answer: " + " ".join(words)
 
     def respond(self, h: BaseHTTPRequestHandler, action: str, body: dict[str, Any]) -> None:
+        if action.startswith("redirect-"):
+            h.send_response(int(action.split("-")[1]))
+            h.send_header("Location", self.redirect_to)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if action == "401-echo":
+            payload = json.dumps({"error": {"message": "Incorrect API key provided: "
+                                            + h.headers.get("Authorization", "") + " and " + h.headers.get("X-Api-Key", ""),
+                                            "type": "invalid_request_error"}}).encode()
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
         if action in ("429", "500", "401"):
             code = int(action)
             message = {429: "Rate limit reached for requests", 500: "The server had an error",
@@ -74,9 +93,13 @@ class FakeOpenAI:
             return
         text = self.reply_text(body)
         pieces = [w + " " for w in text.split()]
-        usage = {"prompt_tokens": 11 + len(json.dumps(body.get("messages", body.get("prompt")))) // 10,
-                 "completion_tokens": len(pieces), "total_tokens": 0,
-                 "prompt_tokens_details": {"cached_tokens": 0}}
+        usage: dict[str, Any] = {"prompt_tokens": 11 + len(json.dumps(body.get("messages", body.get("prompt")))) // 10,
+                                 "completion_tokens": len(pieces), "total_tokens": 0,
+                                 "prompt_tokens_details": {"cached_tokens": 0}}
+        if action == "usage-string":
+            usage["completion_tokens"] = str(usage["completion_tokens"])
+        if action == "usage-negative":
+            usage["prompt_tokens"] = -50
         if action in ("json", "notjson"):
             payload = (b"<html>502 Bad Gateway</html>" if action == "notjson" else json.dumps({
                 "id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
@@ -112,6 +135,15 @@ class FakeOpenAI:
                                                    "finish_reason": None}]}))
         comment = b": keep-alive\n\n"
         h.wfile.write(f"{len(comment):X}\r\n".encode() + comment + b"\r\n")
+        if action == "keepalive":  # only comments, for ever (until the client hangs up)
+            try:
+                for _ in range(600):
+                    time.sleep(0.05)
+                    h.wfile.write(f"{len(comment):X}\r\n".encode() + comment + b"\r\n")
+                    h.wfile.flush()
+            except OSError:
+                pass
+            return
         for i, piece in enumerate(pieces):
             if action == "malformed" and i == 1:
                 event("{not json")

@@ -118,3 +118,27 @@ def test_broken_config_is_an_error_verdict(workspace, github_env):
     code, outputs, log = run_action(workspace, env, install="false")
     assert code != 0 and outputs["verdict"] == "error"
     assert "not valid YAML" in log and server.comments == []
+
+
+def test_pytest_args_are_split_with_shell_quoting(workspace, github_env):
+    server, env = github_env
+    code, outputs, log = run_action(workspace, env, install="false", **{"pytest-args": '-k "support or triage" -q'})
+    assert code == 0, log
+    assert "2 passed, 1 deselected" in log and outputs["verdict"] == "pass"
+    code, outputs, log = run_action(workspace, env, install="false", **{"pytest-args": '-k "unbalanced'})
+    assert code != 0 and outputs["verdict"] == "error" and "not valid shell quoting" in log
+
+
+def test_outputs_take_only_known_shapes_from_the_report(workspace, github_env, tmp_path):
+    """A report is written from pull-request inputs: its values must not forge action outputs."""
+    server, env = github_env
+    code, outputs, log = run_action(workspace, env, install="false")
+    report = Path(outputs["report-path"])
+    doc = json.loads(report.read_text())
+    doc["summary"].update(status="pass\nverdict=fail", monthly_delta="1\nforged=1")
+    step = next(s for s in ACTION["runs"]["steps"] if s.get("id") == "gate")
+    script = step["run"].split("<<'PY'\n", 1)[1].rsplit("PY", 1)[0]
+    report.write_text(json.dumps(doc))
+    done = subprocess.run([sys.executable, "-", str(report), "0"], input=script.replace("\n        ", "\n").strip(),
+                          capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["verdict=pass", "monthly-delta-usd="]

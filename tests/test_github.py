@@ -24,7 +24,7 @@ def gh():
 
 def send(gh: FakeGitHub, body: str, behavior: str = "update", sleeps: list | None = None):
     target = Target("acme/app", 7, gh.url, gh.url + "/graphql")
-    client = GitHub(TOKEN, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    client = GitHub(TOKEN, gh.url, sleep=(sleeps.append if sleeps is not None else lambda s: None))
     return post(f"{MARKER}\n{body}", target, TOKEN, behavior, MARKER, client)
 
 
@@ -38,7 +38,7 @@ def test_update_creates_then_edits_then_skips_identical(gh):
     assert send(gh, "v2").action == "updated"
     gh.log.clear()
     assert send(gh, "v2").action == "unchanged"
-    assert methods(gh) == ["GET"]  # the identical body is not sent again
+    assert methods(gh) == ["GET", "GET"]  # who am I, then the comments; the identical body is not sent again
     ours = [c for c in gh.comments if MARKER in c["body"]]
     assert len(ours) == 1 and ours[0]["body"].endswith("v2") and gh.comments[0]["body"] == "a human's comment"
     assert gh.log[0][2]["Authorization"] == f"Bearer {TOKEN}"
@@ -79,7 +79,9 @@ def test_pagination_finds_our_comment_on_a_later_page(gh):
     for i in range(5):
         gh.add(f"more {i}")
     assert send(gh, "new body").action == "updated"
-    assert [m for m in methods(gh) if m == "GET"] == ["GET"] * 3  # 100 + 100 + 36 comments
+    assert [p for m, p, _ in gh.log if m == "GET" and "comments" in p] == [
+        "/repos/acme/app/issues/7/comments?per_page=100", "/repos/acme/app/issues/7/comments?per_page=100&page=2",
+        "/repos/acme/app/issues/7/comments?per_page=100&page=3"]  # 100 + 100 + 36 comments
     assert any(c["body"].endswith("new body") for c in gh.comments)
 
 
@@ -96,7 +98,8 @@ def test_retries_on_5xx_and_rate_limits(gh):
 
 
 def test_validation_error_is_reported(gh):
-    gh.faults.extend([(200, {}, []), (422, {}, {"message": "Validation Failed", "errors": [{"code": "custom"}]})])
+    gh.faults.extend([(403, {}, {"message": "no"}), (200, {}, []),
+                      (422, {}, {"message": "Validation Failed", "errors": [{"code": "custom"}]})])
     with pytest.raises(GitHubError, match="HTTP 422: Validation Failed"):
         send(gh, "v1")
 
@@ -104,12 +107,14 @@ def test_validation_error_is_reported(gh):
 def test_fork_pr_falls_back_to_the_step_summary(gh, tmp_path, monkeypatch):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    gh.faults.extend([(200, {}, []), (403, {}, {"message": "Resource not accessible by integration",
-                                                  "documentation_url": "https://docs.github.com/rest"})])
+    gh.faults.extend([(403, {}, {"message": "no"}), (200, {}, []),
+                      (403, {}, {"message": "Resource not accessible by integration",
+                                 "documentation_url": "https://docs.github.com/rest"})])
     posted = send(gh, "the diff")
     assert posted.action == "fallback" and "job summary" in posted.note and TOKEN not in posted.note
     assert summary.read_text().endswith("the diff\n")
-    gh.faults.extend([(200, {}, []), (403, {}, {"message": "Resource not accessible by integration"})])
+    gh.faults.extend([(403, {}, {"message": "no"}), (200, {}, []),
+                      (403, {}, {"message": "Resource not accessible by integration"})])
     send(gh, "the diff")
     assert summary.read_text().count(MARKER) == 1  # not appended twice
 
@@ -140,9 +145,9 @@ def test_cli_comment_in_actions_posts_and_never_prints_the_token(gh, tmp_path, m
     assert main(["comment", str(report)]) == 0
     assert len(gh.comments) == 1 and gh.comments[0]["body"].startswith(MARKER)
     monkeypatch.setattr("pytest_costgate.github.time.sleep", lambda s: None)
-    gh.faults.extend([(500, {}, {"message": "boom"})] * 4)
+    gh.faults.extend([(403, {}, {"message": "no"})] + [(500, {}, {"message": "boom"})] * 4)
     assert main(["comment", str(report)]) == 0  # a failed comment warns; the verdict is the gate's business
-    gh.faults.extend([(500, {}, {"message": "boom"})] * 4)
+    gh.faults.extend([(403, {}, {"message": "no"})] + [(500, {}, {"message": "boom"})] * 4)
     assert main(["comment", str(report), "--strict"]) == 1
     out = capsys.readouterr()
     assert "comment created" in out.out and "not posted" in out.err

@@ -11,7 +11,7 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from pytest_costgate.diff import diff_reports
-from pytest_costgate.report.markdown import MARKER, cell, render_markdown
+from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = ["all-pass", "failing-suite", "new-suite", "removed-suite", "no-baseline", "not-comparable", "hostile"]
@@ -37,7 +37,7 @@ def test_golden(case):
 @pytest.mark.parametrize("case", CASES)
 def test_renders_as_valid_gfm_tables(case):
     body = render_markdown(report(case))
-    assert body.startswith(MARKER)
+    assert body.startswith(marker("costgate.yaml"))
     rendered = html(body)
     tables = re.findall(r"<table>(.*?)</table>", rendered, re.S)
     assert tables, "the summary table must render as a table"
@@ -109,5 +109,5 @@ def test_pytest_writes_markdown_and_step_summary(pytester, demo, monkeypatch):
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["costgate: wrote markdown *comment.md"])
     written = (pytester.path / "out" / "comment.md").read_text()
-    assert written.startswith(MARKER) and "Monthly estimate unchanged" in written
+    assert written.startswith(MARKER_PREFIX) and "Monthly estimate unchanged" in written
     assert summary.read_text() == written + "\n"

@@ -265,12 +265,26 @@ def test_repeats_take_medians_and_export_pytest_benchmark_json(pytester, demo):
 
 
 def test_time_budget_stops_replay_and_judges_what_was_measured(pytester, demo):
-    result = pytester.runpytest(*GATE, "--costgate-time-budget", "0", "--costgate-report", "r.json")
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["note: time budget reached: 0 of 24 prompts measured; judged on those"])
+    pytester.makepyfile(slow_model="import time\ndef run(prompt, params):\n    time.sleep(0.05)\n    return 'ok'\n")
     config = demo / "costgate.yaml"
+    config.write_text(config.read_text().replace("function: demo_model:answer", "function: slow_model:run")
+                      .replace("  support-answer:\n", "  support-answer:\n    time_budget_s: 0.3\n"))
+    result = pytester.runpytest(*GATE, "-k", "support", "--costgate-report", "r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["note: time budget reached: * of 24 prompts measured; judged on those"])
     config.write_text(config.read_text() + "on_time_budget: fail\n")
-    pytester.runpytest(*GATE, "--costgate-time-budget", "0").assert_outcomes(failed=3)
+    pytester.runpytest(*GATE, "-k", "support").assert_outcomes(failed=1)
+    # nothing measured never passes, whatever on_time_budget says
+    result = pytester.runpytest(*GATE, "--costgate-time-budget", "0.000001")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["*time budget reached before any of the 24 prompts was measured*"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_time_budget_must_be_positive_seconds(pytester, demo, value):
+    result = pytester.runpytest(*GATE, f"--costgate-time-budget={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--costgate-time-budget*expected a positive number of seconds*"])
 
 
 def _git(cwd, *args):

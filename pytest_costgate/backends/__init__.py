@@ -46,6 +46,7 @@ class Completion:
     token_ids: tuple[int, ...] | None = None
     e2e_runs: tuple[float, ...] | None = None  # set by measure when a prompt was replayed several times
     error: str | None = None
+    note: str | None = None  # something the user should know about this answer (e.g. server usage ignored)
 
 
 class Backend(Protocol):

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import threading
 import time
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator, Mapping
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from ..config import ModelSpec
 from ..errors import BackendError
+from ..redact import redact, register, register_headers, register_url, shorten
 from ..retry import retry_after
 from . import Completion, Request
 from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
@@ -21,6 +26,14 @@ HINTS = {
     404: "check 'base_url' (usually ends in /v1), 'endpoint' and the model name",
     422: "the server rejected the request body; check the suite's 'params'",
 }
+MAX_LINE_BYTES = 4 << 20  # one SSE line; a token chunk is a few hundred bytes
+MAX_BODY_BYTES = 32 << 20  # a non-streamed answer
+MAX_USAGE = 100_000_000  # tokens in one request's usage beyond any model's context: not believed
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_EOL = re.compile(rb"\r\n|\r|\n")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NUMBERS = {"timeout_s": (60.0, False), "connect_timeout_s": (10.0, False), "deadline_s": (300.0, False),
+           "backoff_s": (1.0, True), "max_backoff_s": (30.0, True)}  # name: (default, zero allowed)
 
 
 class _Retryable(Exception):
@@ -29,11 +42,21 @@ class _Retryable(Exception):
         self.wait = wait
 
 
+def _number(options: Mapping[str, Any], name: str, fail: Callable[[str, str], Exception]) -> float:
+    default, zero = NUMBERS[name]
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not zero):
+        raise fail(name, f"expected a {'non-negative' if zero else 'positive'} number of seconds, got {value!r}.")
+    return float(value)
+
+
 class OpenAIBackend:
     """Streams /chat/completions or /completions with include_usage, timing each request.
 
     Retries are a small loop rather than urllib3's Retry because latency must be timed on the
-    successful attempt alone and a stream that breaks half-way must be retried too.
+    successful attempt alone and a stream that breaks half-way must be retried too. Redirects are
+    never followed: a 3xx would re-send the request (and its headers) somewhere else.
     """
 
     OPTIONS: ClassVar[frozenset[str]] = frozenset({
@@ -41,52 +64,108 @@ class OpenAIBackend:
         "deadline_s", "max_retries", "backoff_s", "max_backoff_s", "headers",
     })
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> None:
+        """Reject at config load what requests would choke on later (and print its arguments for)."""
+        url = options.get("base_url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname \
+                or any(c.isspace() or not c.isprintable() for c in url):
+            raise fail("base_url", "expected an http(s) URL such as http://127.0.0.1:8000/v1 (no spaces).")
+        register_url(url)
+        if options.get("endpoint", "chat") not in ("chat", "completions"):
+            raise fail("endpoint", "expected 'chat' or 'completions'.")
+        for name in NUMBERS:
+            _number(options, name, fail)
+        retries = options.get("max_retries", 3)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise fail("max_retries", f"expected a whole number from 0 to 100, got {retries!r}.")
+        key_env = options.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.match(key_env)):
+            raise fail("api_key_env", "expected the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                                      "not the key itself.")
+        if key_env is not None and (urlsplit(url).username or urlsplit(url).password):
+            raise fail("base_url", "carries credentials (user:password@) and api_key_env is set too; requests "
+                                   "would send the Basic credentials instead of the key. Use one of them.")
+        headers = options.get("headers", {})
+        if not isinstance(headers, dict):
+            raise fail("headers", "expected a mapping of header names to values.")
+        register_headers(headers)
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise fail("headers", f"header name {str(name)[:40]!r} is not a valid HTTP header name.")
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool) or any(
+                    c in str(value) for c in "\r\n\0"):
+                raise fail("headers", f"the value of header {name!r} must be text on one line (no CR, LF or NUL).")
+
     def __init__(self, spec: ModelSpec, sleep: Callable[[float], None] = time.sleep) -> None:
         opts = spec.options
         self.where = spec.where
-        if not isinstance(opts.get("base_url"), str) or not opts["base_url"].startswith(("http://", "https://")):
-            raise BackendError(f"{spec.where}: 'base_url' must be an http(s) URL such as "
-                               "http://127.0.0.1:8000/v1.")
+
+        def fail(name: str, message: str) -> Exception:
+            return BackendError(f"{spec.where}: {name}: {message}")
+
+        self.check_options(opts, fail)
         self.endpoint = str(opts.get("endpoint", "chat"))
-        if self.endpoint not in ("chat", "completions"):
-            raise BackendError(f"{spec.where}: 'endpoint' must be 'chat' or 'completions', got {self.endpoint!r}.")
         path = "/chat/completions" if self.endpoint == "chat" else "/completions"
         self.url = opts["base_url"].rstrip("/") + path
+        self.shown_url = redact(self.url)
         self.model = str(opts.get("model", spec.name))
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        extra = opts.get("headers", {})
-        if not isinstance(extra, dict):
-            raise BackendError(f"{spec.where}: 'headers' must be a mapping of header names to values.")
-        self.headers.update({str(k): str(v) for k, v in extra.items()})
+        self.headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
         key_env = opts.get("api_key_env")
         if key_env is not None:
             key = os.environ.get(str(key_env))
             if not key:
                 raise BackendError(f"{spec.where}: the environment variable {key_env} (api_key_env) is not "
                                    "set. Export it, e.g. from a CI secret.")
+            register(key)
+            if any(c.isspace() or not c.isprintable() for c in key):
+                raise BackendError(f"{spec.where}: the API key in {key_env} contains whitespace or a line break "
+                                   "(a copy-paste slip?). Store the key alone in the secret.")
             self.headers["Authorization"] = f"Bearer {key}"
-        try:
-            self.timeout = (float(opts.get("connect_timeout_s", 10)), float(opts.get("timeout_s", 60)))
-            self.deadline = float(opts.get("deadline_s", 300))
-            self.max_retries = int(opts.get("max_retries", 3))
-            self.backoff = float(opts.get("backoff_s", 1.0))
-            self.max_backoff = float(opts.get("max_backoff_s", 30.0))
-        except (TypeError, ValueError) as exc:
-            raise BackendError(f"{spec.where}: a timeout/retry option is not a number: {exc}") from None
+        register_headers(self.headers)
+        self.timeout = (_number(opts, "connect_timeout_s", fail), _number(opts, "timeout_s", fail))
+        self.deadline = _number(opts, "deadline_s", fail)
+        self.max_retries = int(opts.get("max_retries", 3))
+        self.backoff = _number(opts, "backoff_s", fail)
+        self.max_backoff = _number(opts, "max_backoff_s", fail)
         self.sleep = sleep
-        self.session = requests.Session()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._not_before = 0.0  # shared backoff: after a 429, no worker sends before this moment
 
     def fingerprint(self) -> dict[str, str]:
-        return {"backend": "openai", "endpoint": self.url, "model": self.model}
+        return {"backend": "openai", "endpoint": self.shown_url, "model": self.model}
 
     def close(self) -> None:
-        self.session.close()
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:  # one connection pool per thread: requests.Session isn't thread-safe
+            session = self._local.session = requests.Session()
+            with self._lock:
+                self._sessions.append(session)
+        return session
 
     def complete(self, request: Request) -> Completion:
         """Replay one request, retrying 429/5xx/dropped streams; never raises for a failed request."""
+        try:
+            return self._complete(request)
+        except BackendError as exc:
+            return Completion(error=redact(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - anything else inside requests/urllib3 ends this request only
+            return Completion(error=shorten(f"{self.shown_url}: unexpected {type(exc).__name__}: {exc}", 400))
+
+    def _complete(self, request: Request) -> Completion:
         body = self._body(request)
         last = ""
         for attempt in range(self.max_retries + 1):
+            self._wait_turn()
             try:
                 return self._attempt(body)
             except _Retryable as exc:
@@ -94,11 +173,19 @@ class OpenAIBackend:
                 if attempt == self.max_retries:
                     break
                 wait = exc.wait if exc.wait is not None else self.backoff * 2 ** attempt
-                self.sleep(min(max(wait, 0.0), self.max_backoff))
-            except BackendError as exc:
-                return Completion(error=str(exc))
+                wait = min(max(wait, 0.0), self.max_backoff)
+                if exc.wait is not None:  # the server asked everyone to wait: hold back the other workers too
+                    with self._lock:
+                        self._not_before = max(self._not_before, time.monotonic() + wait)
+                self.sleep(wait)
         tries = self.max_retries + 1
-        return Completion(error=f"{last} (gave up after {tries} attempt{'s' * (tries > 1)})")
+        return Completion(error=redact(f"{last} (gave up after {tries} attempt{'s' * (tries > 1)})"))
+
+    def _wait_turn(self) -> None:
+        with self._lock:
+            wait = self._not_before - time.monotonic()
+        if wait > 0:
+            self.sleep(wait)
 
     def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, **request.params}
@@ -119,19 +206,43 @@ class OpenAIBackend:
     def _attempt(self, body: dict[str, Any]) -> Completion:
         start = time.perf_counter()
         try:
-            response = self.session.post(self.url, data=json.dumps(body), headers=self.headers,
-                                         timeout=self.timeout, stream=True)
+            response = self._session().post(self.url, data=json.dumps(body), headers=self.headers,
+                                            timeout=self.timeout, stream=True, allow_redirects=False)
         except requests.exceptions.ConnectionError as exc:
-            raise _Retryable(f"cannot connect to {self.url} ({_reason(exc)}); is the server running "
+            raise _Retryable(f"cannot connect to {self.shown_url} ({_reason(exc)}); is the server running "
                              "and is 'base_url' right?") from None
         except requests.exceptions.Timeout:
-            raise _Retryable(f"{self.url} did not answer within {self.timeout[1]:g}s (timeout_s)") from None
+            raise _Retryable(f"{self.shown_url} did not answer within {self.timeout[1]:g}s (timeout_s)") from None
         with response:
+            if 300 <= response.status_code < 400:
+                location = redact(urljoin(self.url, response.headers.get("Location", "")))
+                raise BackendError(f"{self.shown_url} answered HTTP {response.status_code}, a redirect to "
+                                   f"{location[:200]}; redirects are not followed (they would re-send the request "
+                                   "and its headers elsewhere). Point 'base_url' at the final address.")
             if response.status_code >= 400:
                 raise self._http_error(response)
             if "application/json" in response.headers.get("Content-Type", ""):
                 return self._unstreamed(response, start)
             return self._stream(response, start)
+
+    def _lines(self, response: requests.Response, start: float) -> Iterator[str]:
+        """The body's lines as they arrive, each bounded in size; the whole request bounded by deadline_s."""
+        pending = bytearray()
+        for chunk in response.iter_content(chunk_size=1024):
+            if time.perf_counter() - start > self.deadline:
+                raise BackendError(f"{self.shown_url}: response exceeded deadline_s={self.deadline:g}s")
+            if b"\n" not in chunk and b"\r" not in chunk:
+                pending += chunk
+            else:
+                *lines, rest = _EOL.split(bytes(pending) + chunk)
+                pending = bytearray(rest)
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            if len(pending) > MAX_LINE_BYTES:
+                raise BackendError(f"{self.shown_url}: a stream line is over {MAX_LINE_BYTES >> 20} MiB; not an "
+                                   "OpenAI-style event stream")
+        if pending:
+            yield pending.decode("utf-8", errors="replace")
 
     def _stream(self, response: requests.Response, start: float) -> Completion:
         text: list[str] = []
@@ -139,7 +250,7 @@ class OpenAIBackend:
         usage: dict[str, Any] | None = None
         done = False
         try:
-            for chunk in stream_chunks(response.iter_lines(decode_unicode=True)):
+            for chunk in stream_chunks(self._lines(response, start)):
                 done = done or finished(chunk)
                 piece = chunk_text(chunk)
                 if piece:
@@ -148,57 +259,75 @@ class OpenAIBackend:
                     text.append(piece)
                 if isinstance(chunk.get("usage"), dict):
                     usage = chunk["usage"]
-                if time.perf_counter() - start > self.deadline:
-                    raise BackendError(f"{self.url}: response exceeded deadline_s={self.deadline:g}s")
         except TruncatedStream:
             if not done:
-                raise _Retryable(f"{self.url}: the stream ended before the answer was complete") from None
+                raise _Retryable(f"{self.shown_url}: the stream ended before the answer was complete") from None
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
-            raise _Retryable(f"{self.url}: the stream broke off ({_reason(exc)})") from None
+            raise _Retryable(f"{self.shown_url}: the stream broke off ({_reason(exc)})") from None
         except requests.exceptions.Timeout:
-            raise _Retryable(f"{self.url}: the stream stalled for more than {self.timeout[1]:g}s (timeout_s)") from None
+            raise _Retryable(f"{self.shown_url}: the stream stalled for more than {self.timeout[1]:g}s "
+                             "(timeout_s)") from None
         e2e = (time.perf_counter() - start) * 1000
-        return _completion("".join(text), usage, ttft, e2e)
+        return completion("".join(text), usage, ttft, e2e)
+
+    def _read_body(self, response: requests.Response, start: float) -> bytes:
+        body = b""
+        for chunk in response.iter_content(chunk_size=65536):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise BackendError(f"{self.shown_url}: the response is over {MAX_BODY_BYTES >> 20} MiB")
+            if time.perf_counter() - start > self.deadline:
+                raise BackendError(f"{self.shown_url}: response exceeded deadline_s={self.deadline:g}s")
+        return body
 
     def _unstreamed(self, response: requests.Response, start: float) -> Completion:
+        raw = self._read_body(response, start)
         try:
-            payload = response.json()
+            payload = json.loads(raw)
         except ValueError:
-            raise BackendError(f"{self.url}: the response is not JSON: {response.text[:120]!r}") from None
+            raise BackendError(f"{self.shown_url}: the response is not JSON: "
+                               f"{shorten(raw[:4096].decode('utf-8', 'replace'), 120)!r}") from None
         e2e = (time.perf_counter() - start) * 1000
         if not isinstance(payload, dict):
-            raise BackendError(f"{self.url}: unexpected response: {str(payload)[:120]}")
+            raise BackendError(f"{self.shown_url}: unexpected response: {shorten(payload, 120)}")
         if payload.get("error"):
-            raise BackendError(f"{self.url}: server error: {error_message(payload)}")
+            raise BackendError(f"{self.shown_url}: server error: {shorten(error_message(payload), 300)}")
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        return _completion(chunk_text(payload), usage, e2e, e2e)
+        return completion(chunk_text(payload), usage, e2e, e2e)
 
     def _http_error(self, response: requests.Response) -> Exception:
         try:
-            detail = error_message(response.json())
+            raw = self._read_body(response, time.perf_counter())
+            detail = error_message(json.loads(raw))
+        except BackendError:
+            detail = "(an oversized error body)"
         except ValueError:
-            detail = response.text.strip()[:200] or response.reason
-        message = f"{self.url} answered HTTP {response.status_code}: {detail}"
+            detail = raw[:8192].decode("utf-8", "replace").strip() or str(response.reason)
+        message = f"{self.shown_url} answered HTTP {response.status_code}: {shorten(detail, 300)}"
         if response.status_code in RETRY_STATUS:
             return _Retryable(message, retry_after(response.headers.get("Retry-After")))
         hint = HINTS.get(response.status_code)
         return BackendError(f"{message}" + (f" ({hint})" if hint else ""))
 
 
-def _completion(text: str, usage: dict[str, Any] | None, ttft: float | None, e2e: float) -> Completion:
+def completion(text: str, usage: dict[str, Any] | None, ttft: float | None, e2e: float) -> Completion:
+    """A Completion from server usage, which is believed only when its counts are sane."""
     if usage is None:
         return Completion(text=text, ttft_ms=ttft, e2e_ms=e2e, token_source="tokenizer")
+    prompt, output = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if prompt is None or output is None:
+        shown = shorten(json.dumps({k: usage.get(k) for k in ("prompt_tokens", "completion_tokens")}), 120)
+        return Completion(text=text, ttft_ms=ttft, e2e_ms=e2e, token_source="tokenizer",
+                          note=f"server usage ignored ({shown}: not whole numbers from 0 to {MAX_USAGE:,}); "
+                               "tokens counted with the tokenizer")
     details = usage.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Completion(
-        text=text, ttft_ms=ttft, e2e_ms=e2e, token_source="usage",
-        input_tokens=_int(usage.get("prompt_tokens")), output_tokens=_int(usage.get("completion_tokens")),
-        cached_tokens=_int(cached),
-    )
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return Completion(text=text, ttft_ms=ttft, e2e_ms=e2e, token_source="usage", input_tokens=prompt,
+                      output_tokens=output, cached_tokens=None if cached is None else min(cached, prompt))
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USAGE else None
 
 
 def _reason(exc: Exception) -> str:

@@ -5,6 +5,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 from ..errors import BackendError
+from ..redact import shorten
 
 
 def sse_data(lines: Iterable[str]) -> Iterator[str]:
@@ -37,11 +38,11 @@ def stream_chunks(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
-            raise BackendError(f"malformed stream event (not JSON): {data[:120]!r}") from None
+            raise BackendError(f"malformed stream event (not JSON): {shorten(data[:4096], 120)!r}") from None
         if not isinstance(chunk, dict):
-            raise BackendError(f"malformed stream event (not an object): {data[:120]!r}")
+            raise BackendError(f"malformed stream event (not an object): {shorten(data[:4096], 120)!r}")
         if "error" in chunk and chunk["error"]:
-            raise BackendError(f"server error in stream: {error_message(chunk)}")
+            raise BackendError(f"server error in stream: {shorten(error_message(chunk), 300)}")
         yield chunk
     raise TruncatedStream("the stream ended without 'data: [DONE]'")
 
@@ -68,11 +69,11 @@ def chunk_text(chunk: dict[str, Any]) -> str:
 
 
 def error_message(body: Any) -> str:
-    """The human part of an OpenAI-style error body, or the body itself shortened."""
+    """The human part of an OpenAI-style error body, or the body itself (callers redact, then shorten)."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
+            return str(err["message"])[:8192]
         if isinstance(err, str):
-            return err[:300]
-    return str(body)[:300]
+            return err[:8192]
+    return str(body)[:8192]

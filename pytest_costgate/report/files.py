@@ -8,6 +8,7 @@ from typing import Any
 from ..baseline import document, removed_suites, summary, write_json_atomic, write_text_atomic
 from ..config import Config
 from ..errors import CostgateError
+from ..redact import redact
 from .markdown import render_markdown
 
 
@@ -58,7 +59,7 @@ def write_markdown(doc: dict[str, Any], path: Path | None, template: Path | None
     if summary_file:
         try:
             with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(body + "\n")
+                handle.write(redact(body) + "\n")
         except OSError as exc:
             lines.append(f"costgate: could not append to GITHUB_STEP_SUMMARY ({summary_file}): {exc}")
     return lines

@@ -7,28 +7,36 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from .. import __version__
 from ..errors import TemplateError
+from ..escape import markdown_cell as cell
+from ..redact import redact
 from .terminal import money, number, signed_money
 
-MARKER = "<!-- costgate-comment -->"
+MARKER_PREFIX = "<!-- costgate-comment"
 GITHUB_LIMIT = 65_536
 STATUS = {"inconclusive": "❔ inconclusive", "pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
           "removed": "🗑️ removed", "error": "💥 error"}
-_MENTION = re.compile(r"([@#])(?=[\w\d])")
-_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(?=[:.])")
+def gate_id(value: object) -> str:
+    """A gate id safe inside an HTML comment: letters, digits and ._/- only, no '--'."""
+    text = re.sub(r"[^A-Za-z0-9._/-]", "_", str(value or "costgate"))[:100]
+    return re.sub(r"-{2,}", "-", text) or "costgate"
 
 
-def cell(value: Any, limit: int = 80) -> str:
-    """Text safe inside a GFM table cell: no pipes, code, HTML, links, mentions or issue refs."""
-    text = " ".join(str(value).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
-    text = _AUTOLINK.sub("\\1\u200b", text)  # GFM autolinks bare URLs and www. names
-    return _MENTION.sub("\\1\u200b", text)  # a zero-width space stops @mentions and #123 links
+def marker(gate: object = None) -> str:
+    """The hidden line that finds our sticky comment again; one per gate id."""
+    return f"{MARKER_PREFIX}: {gate_id(gate)} -->"
+
+
+MARKER = marker()
+
+
+def code(value: object) -> str:
+    """A name in backticks when it is a plain identifier, else escaped text."""
+    text = str(value)
+    return f"`{text}`" if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text) else cell(text)
 
 
 def _row(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -55,7 +63,8 @@ def _latency(entry: Mapping[str, Any]) -> str:
     return f"{number(e2e['p50'])} / {number(e2e['p95'])} ms ({label})"
 
 
-def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True) -> dict[str, Any]:
+def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True,
+            gate: str | None = None) -> dict[str, Any]:
     """Everything the template shows, already formatted and escaped."""
     summary = report.get("summary") or {}
     suites, breaches, changes, templates, chart = [], [], [], [], []
@@ -65,7 +74,7 @@ def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True
         base_cost = Decimal(cost["baseline"]) * 1000 if cost else None
         head_cost = Decimal(metrics["cost_per_request"]) * 1000 if metrics.get("cost_per_request") else None
         suites.append({
-            "name": cell(name), "status": STATUS.get(entry["verdict"]["status"], entry["verdict"]["status"]),
+            "name": cell(name), "status": STATUS.get(entry["verdict"]["status"], cell(entry["verdict"]["status"])),
             "model": cell(entry.get("model", "")),
             "cost_1k": f"{money(base_cost)} → {money(head_cost)}" if base_cost is not None else money(head_cost),
             "monthly": money(metrics.get("monthly_cost")), "monthly_delta": _delta(month, True) or "–",
@@ -79,15 +88,16 @@ def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True
                 change = r["delta_pct"] or r["delta"] or ""
                 if r.get("interval"):
                     change += f" (paired {r['interval']})"
-                breaches.append({"icon": icon, "suite": cell(name), "metric": r["metric"],
-                                 "baseline": r["baseline"] or "–", "candidate": r["candidate"],
+                breaches.append({"icon": icon, "suite": cell(name), "metric": code(r["metric"]),
+                                 "baseline": cell(r["baseline"] or "–"), "candidate": cell(r["candidate"]),
                                  "delta": cell(change, 160), "threshold": cell(r["threshold"] or "")})
         for c in entry.get("prompt_changes", [])[:top_prompts]:
             changes.append({"suite": cell(name), "id": cell(c["id"]),
                             "cost": signed_money(Decimal(c["cost_delta"]) * 1000) if c["cost_delta"] else "–",
                             "input": f"{c['input_tokens_delta']:+d}", "output": f"{c['output_tokens_delta']:+d}"})
         if entry.get("baseline_template_hash") and entry["baseline_template_hash"] != entry.get("template_hash"):
-            templates.append({"suite": cell(name), "before": entry["baseline_template_hash"], "after": entry["template_hash"]})
+            templates.append({"suite": cell(name), "before": code(entry["baseline_template_hash"]),
+                              "after": code(entry["template_hash"])})
         if metrics.get("monthly_cost") is not None:
             base_month = Decimal(month["baseline"]) if month and month["baseline"] is not None else None
             chart.append((name, base_month, Decimal(metrics["monthly_cost"])))
@@ -97,7 +107,7 @@ def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True
     env = report.get("environment") or {}
     prices = report.get("prices") or {}
     return {
-        "marker": MARKER, "headline": headline(summary), "suites": suites, "breaches": breaches,
+        "marker": marker(gate or report.get("config")), "headline": headline(summary), "suites": suites, "breaches": breaches,
         "changes": changes, "templates": templates, "chart": _chart(chart),
         "notes": [f"**{cell(n)}**: {cell(note, 300)}" for n, e in report["suites"].items()
                   for note in e["verdict"]["notes"]] if notes else [],
@@ -135,10 +145,12 @@ def _chart(rows: list[tuple[str, Decimal | None, Decimal]]) -> str | None:
             f"    x-axis [{', '.join(labels)}]\n    y-axis \"USD / month\"\n    bar [{', '.join(values)}]")
 
 
-def render_markdown(report: Mapping[str, Any], template: Path | None = None, limit: int = GITHUB_LIMIT) -> str:
-    """The comment body; details are shortened first when the body would pass GitHub's limit."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("pytest_costgate.report", "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+def render_markdown(report: Mapping[str, Any], template: Path | None = None, limit: int = GITHUB_LIMIT,
+                    gate: str | None = None) -> str:
+    """The comment body, redacted; details are shortened first when the body would pass GitHub's limit."""
+    # A user's template is a file a pull request can change: sandboxed like prompt templates.
+    env = SandboxedEnvironment(loader=jinja2.PackageLoader("pytest_costgate.report", "templates"),
+                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
         tpl = env.from_string(template.read_text(encoding="utf-8")) if template else env.get_template("comment.md.j2")
     except (OSError, jinja2.TemplateError) as exc:
@@ -146,12 +158,13 @@ def render_markdown(report: Mapping[str, Any], template: Path | None = None, lim
     attempts = [(10, True, None), (3, True, "showing the top 3 prompts per suite"),
                 (0, True, "prompt details left out"), (0, False, "prompt details and notes left out")]
     for top, notes, cut in attempts:
-        ctx = context(report, top, notes)
+        ctx = context(report, top, notes, gate)
         ctx["shortened"] = f"Details shortened to fit GitHub's {limit:,}-character limit: {cut}." if cut else None
         try:
             body = tpl.render(**ctx)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{template or 'comment.md.j2'}: rendering failed: {exc}") from None
+        body = redact(body)
         if len(body) <= limit:
             return body
     return body[: limit - 200] + f"\n\n_Cut at GitHub's {limit:,}-character limit._\n"

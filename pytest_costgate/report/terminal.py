@@ -94,5 +94,7 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
             lines.append("")
             lines += breach_lines(name, entry)
     for name, message in errors.items():
-        lines += ["", f"costgate suite '{name}' ERROR: {message}"]
+        text = str(message)
+        lines += ["", *(text if text.startswith("costgate suite") else f"costgate suite '{name}' ERROR: {text}"
+                        ).splitlines()]
     return lines

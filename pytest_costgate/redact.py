@@ -1,0 +1,151 @@
+"""The one redaction point: every string that leaves the process passes through here.
+
+It knows the secret values in play (the env vars a config names, GitHub tokens, sensitive header
+values, URL userinfo, and any env var whose name says it holds a secret) and replaces them, and
+their obvious encodings, with `***`. Patterns catch credentials no one registered, such as a key
+a server echoes back in another form.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+from typing import Any, Iterable
+from urllib.parse import quote, unquote, urlsplit
+
+MASK = "***"
+MIN_LENGTH = 4  # shorter values would mask ordinary words and numbers
+ENV_SECRET = re.compile(r"(?i)(KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|SESSION)")
+ENV_MIN_LENGTH = 8  # env vars found by name alone must look like a credential to be masked
+SENSITIVE_HEADER = re.compile(r"(?i)(auth|key|token|secret|cookie|session|signature|password|credential)")
+# Credentials no one registered: auth schemes, well-known key shapes, URL userinfo, key=... query params.
+# Character classes stop at quotes and backslashes so masking JSON text never breaks its syntax.
+_PATTERNS = [
+    (re.compile(r"\b(Bearer)(\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1\2" + MASK),
+    (re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_-]{16,}"), r"\1-" + MASK),
+    (re.compile(r"\b(gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}"), r"\1" + MASK),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"'\\<>]*:[^/\s@\"'\\<>]*@"), r"\1" + MASK + "@"),
+    (re.compile(r"(?i)\b((?:api[_-]?key|access[_-]?token|token|key|secret|password)=)[^&\s\"'\\<>]{4,}"),
+     r"\1" + MASK),
+]
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_compiled: re.Pattern[str] | None = None
+
+
+def register(value: Any) -> None:
+    """Mask `value` (and its URL-quoted, JSON-escaped and base64 forms) in every output from now on."""
+    if not isinstance(value, str):
+        return
+    value = value.strip()
+    if len(value) < MIN_LENGTH:
+        return
+    forms = {value, quote(value, safe=""), json.dumps(value)[1:-1], unquote(value)}
+    global _compiled
+    with _lock:
+        before = len(_secrets)
+        _secrets.update(f for f in forms if len(f) >= MIN_LENGTH)
+        if len(_secrets) != before:
+            _compiled = None
+
+
+def register_url(url: Any) -> None:
+    """Mask the userinfo of a URL (`http://user:secret@host`) and its Basic-auth encoding."""
+    if not isinstance(url, str):
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    if parts.password:
+        register(parts.password)
+        register(unquote(parts.password))
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+        register(base64.b64encode(pair.encode()).decode())
+    elif parts.username:
+        register(parts.username)
+
+
+def register_headers(headers: Any) -> None:
+    """Mask the values of headers whose names say they carry credentials."""
+    if not isinstance(headers, dict):
+        return
+    for name, value in headers.items():
+        if SENSITIVE_HEADER.search(str(name)):
+            register(str(value))
+            scheme, _, rest = str(value).partition(" ")
+            if rest and scheme.isalpha():
+                register(rest)  # "Bearer <token>": the token alone may be echoed
+
+
+def register_environment(environ: Any = None) -> None:
+    """Mask every env var whose name says it holds a secret (GITHUB_TOKEN, OPENAI_API_KEY, ...)."""
+    for name, value in (environ if environ is not None else os.environ).items():
+        if ENV_SECRET.search(name) and isinstance(value, str) and len(value.strip()) >= ENV_MIN_LENGTH:
+            register(value)
+
+
+def _pattern() -> re.Pattern[str] | None:
+    global _compiled
+    with _lock:
+        if _compiled is None and _secrets:
+            # Longest first, so a secret is masked whole before any shorter form inside it.
+            _compiled = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+        return _compiled
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret and credential-shaped string replaced by ***."""
+    if not text:
+        return text
+    pattern = _pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for regex, replacement in _PATTERNS:
+        text = regex.sub(replacement, text)
+    return text
+
+
+def shorten(text: object, limit: int) -> str:
+    """Redacted, then cut to `limit` characters: cutting first could leave a secret's prefix behind."""
+    masked = redact(" ".join(str(text).split()))
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+
+
+def redact_lines(lines: Iterable[str]) -> list[str]:
+    return [redact(line) for line in lines]
+
+
+def redact_json_text(text: str) -> str:
+    """Redact JSON text in one pass; if masking broke the syntax (a secret spanning JSON tokens), mask the
+    parsed values one by one instead."""
+    masked = redact(text)
+    if masked == text:
+        return text
+    try:
+        json.loads(masked)
+        return masked
+    except ValueError:
+        return json.dumps(redact_value(json.loads(text)), indent=2) + "\n"
+
+
+def redact_value(value: Any) -> Any:
+    """A JSON-like value with every string (keys included) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def forget_all() -> None:
+    """Drop every registered secret (tests only)."""
+    global _compiled
+    with _lock:
+        _secrets.clear()
+        _compiled = None

@@ -1,76 +1,31 @@
-"""The `costgate/1` document shared by baselines and JSON reports: read, check, write atomically."""
+"""Writing `costgate/1` documents: reports and baselines, atomically; baseline updates merged under a lock.
+
+A baseline update never shrinks a suite silently: a suite this run did not measure completely
+(time budget, failed requests) keeps its old entry unless the partial opt-in merges the old records
+of the prompts it missed. Concurrent `-k` updates both land: the file is re-read, merged and written
+while holding a lock.
+"""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
-import platform
-import subprocess
 import tempfile
-from decimal import Decimal
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
 
-from . import SCHEMA, __version__
+from filelock import FileLock, Timeout
+
 from .config import Config
+from .document import Document, SuiteEntry, Summary, decimal_text
+from .environment import environment, git_sha
 from .errors import BaselineError
 from .redact import redact, redact_json_text
 
-# Latency measured where any of these differ is not comparable.
-COMPARABLE_KEYS = ("os", "machine", "cpu", "cpus", "python", "backend", "endpoint", "model", "function",
-                   "provider", "device", "onnxruntime")
-
-
-def environment() -> dict[str, str]:
-    """Where this run happened: enough to tell whether two latencies can be compared."""
-    return {
-        "os": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
-        "cpus": str(os.cpu_count() or 0), "python": platform.python_version(), "costgate": __version__,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def comparable(a: dict[str, str] | None, b: dict[str, str] | None) -> tuple[bool, list[str]]:
-    """Whether two fingerprints allow comparing noisy metrics, and which keys differ."""
-    if not a or not b:
-        return False, ["fingerprint missing"]
-    differ = [k for k in COMPARABLE_KEYS if a.get(k) != b.get(k)]
-    return not differ, differ
-
-
-def git_sha(folder: Path) -> str | None:
-    """The commit being gated: GITHUB_SHA in Actions, else `git rev-parse HEAD`, else None."""
-    if os.environ.get("GITHUB_SHA"):
-        return os.environ["GITHUB_SHA"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
-                             timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def document(config: Config, suites: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A full costgate/1 document for these suite results."""
-    return {
-        "schema": SCHEMA,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": git_sha(config.path.parent),
-        "config": config_id(config.path),
-        "environment": environment(),
-        "prices": {"source": config.price_source, "date": config.price_date},
-        "summary": summary or {},
-        "suites": suites,
-    }
+LOCK_TIMEOUT_S = 600
 
 
 def config_id(path: Path) -> str:
@@ -81,35 +36,51 @@ def config_id(path: Path) -> str:
         return path.name
 
 
-def load_baseline(path: Path) -> dict[str, Any] | None:
-    """The stored baseline, None when there is none; a bad file raises BaselineError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"{path}: cannot read baseline: {exc}") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{path}:{exc.lineno}: the baseline is not valid JSON ({exc.msg}). Restore it "
-                            "from git or re-create it with --costgate-update-baseline.") from None
-    if not isinstance(doc, dict) or "schema" not in doc:
-        raise BaselineError(f"{path}: not a costgate baseline (no 'schema' field). Re-create it with "
-                            "--costgate-update-baseline.")
-    if doc["schema"] != SCHEMA:
-        raise BaselineError(f"{path}: baseline schema is {doc['schema']!r}, this costgate {__version__} "
-                            f"reads {SCHEMA!r}. Re-create it with --costgate-update-baseline on the base "
-                            "branch.")
-    if not isinstance(doc.get("suites"), dict):
-        raise BaselineError(f"{path}: the baseline has no 'suites' mapping. Re-create it with "
-                            "--costgate-update-baseline.")
-    return doc
+def document(config: Config, suites: Mapping[str, SuiteEntry], kind: str, summary: Summary | None = None) -> Document:
+    """A full costgate/1 document for these suites."""
+    return Document(
+        suites=MappingProxyType(dict(suites)), kind=kind,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), git_sha=git_sha(config.path.parent),
+        config=config_id(config.path), environment=MappingProxyType(environment()),
+        price_source=config.price_source, price_date=config.price_date, summary=summary)
 
 
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+def removed_suites(names: Iterable[str], baseline: Document | None) -> list[str]:
+    """Suites the baseline has that are not among `names`."""
+    wanted = set(names)
+    return [name for name in (baseline.suites if baseline else {}) if name not in wanted]
+
+
+def summary(suites: Mapping[str, SuiteEntry], baseline: Document | None, removed: Iterable[str]) -> Summary:
+    """Run-level figures: overall status, the monthly estimate with its change, removed suites."""
+    from decimal import Decimal
+
+    from .verdict import worst
+
+    base = baseline.suites if baseline else {}
+    cand_total = base_total = Decimal(0)
+    compared = False
+    for name, entry in suites.items():
+        month = entry.metrics.monthly_cost
+        base_entry = base.get(name)
+        base_month = base_entry.metrics.monthly_cost if base_entry else None
+        if month is not None:
+            cand_total += month
+        if month is not None and base_month is not None:
+            base_total += base_month
+            compared = True
+    return Summary(
+        status=worst(e.status for e in suites.values()), monthly_cost=cand_total,
+        baseline_monthly_cost=base_total if compared else None,
+        monthly_delta=cand_total - base_total if compared else None, removed_suites=tuple(removed),
+        baseline_git_sha=baseline.git_sha if baseline else None,
+        baseline_created=baseline.created if baseline else None)
+
+
+def write_json_atomic(path: Path, doc: Document | dict[str, Any]) -> None:
     """Write JSON, redacted, so that readers see the old file or the new one, never a torn one."""
-    _write_atomic(path, redact_json_text(json.dumps(doc, indent=2, default=_default) + "\n"))
+    data = doc.to_json() if isinstance(doc, Document) else doc
+    _write_atomic(path, redact_json_text(json.dumps(data, indent=2, default=_default) + "\n"))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -117,11 +88,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     _write_atomic(path, redact(text))
 
 
+def _default(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide a committed baseline
@@ -130,6 +109,14 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # the rename itself is durable only once the folder is synced
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        pass
 
 
 def _umask() -> int:
@@ -138,47 +125,90 @@ def _umask() -> int:
     return mask
 
 
-def decimal_text(value: Decimal) -> str:
-    """A Decimal for JSON: fixed-point, at most 12 places, no trailing zeros (never '0E-25')."""
-    return f"{value.quantize(Decimal('1e-12')).normalize():f}" if value.is_finite() else str(value)
+def lock_for(path: Path) -> FileLock:
+    """A lock per baseline file, kept in the temp folder so no lock file litters the repository."""
+    key = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / "costgate-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{key}.lock"), timeout=LOCK_TIMEOUT_S)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _clean_stale_temps(path: Path) -> None:
+    """Temp files a killed writer left behind (we hold the lock, so none is being written now)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
-def removed_suites(config: Config, baseline: dict[str, Any] | None) -> list[str]:
-    """Suites the baseline has that the config no longer names."""
-    return removed_suites_of({s.name for s in config.suites}, baseline)
+@dataclass(frozen=True)
+class Update:
+    """What a baseline update did: the lines to print and whether everything asked for was written."""
+
+    lines: tuple[str, ...]
+    ok: bool
 
 
-def removed_suites_of(names: set[str], baseline: dict[str, Any] | None) -> list[str]:
-    return [name for name in ((baseline or {}).get("suites") or {}) if name not in names]
+def update_baseline(config: Config, suites: Mapping[str, SuiteEntry], partial: bool) -> Update:
+    """Merge this run's suites into the baseline file: re-read, merge and write while holding its lock."""
+    path = config.baseline
+    lines: list[str] = []
+    ok = True
+    try:
+        with lock_for(path):
+            _clean_stale_temps(path)
+            from .schema import read_document
+
+            try:
+                current = read_document(path)
+            except BaselineError as exc:
+                if not partial and any(e.unmeasured or e.metrics.errors for e in suites.values()):
+                    raise
+                lines.append(f"costgate: warning: the old baseline is unreadable and will be replaced ({exc})")
+                current = None
+            stored = dict(current.suites) if current else {}
+            for name, entry in suites.items():
+                merged, message = _merge(name, entry.stored(), stored.get(name), partial)
+                if merged is None:
+                    ok = False
+                else:
+                    stored[name] = merged
+                if message:
+                    lines.append(message)
+            order = [s.name for s in config.suites]
+            kept = {name: stored[name] for name in order if name in stored}
+            write_json_atomic(path, document(config, kept, "baseline"))
+            lines.append(f"costgate: wrote baseline {path}")
+    except Timeout:
+        return Update((f"costgate: ERROR: could not write the baseline: another costgate run has held its lock for "
+                       f"{LOCK_TIMEOUT_S}s",), False)
+    except (OSError, BaselineError) as exc:
+        return Update((*lines, f"costgate: ERROR: could not write the baseline to {path}: {exc}"), False)
+    return Update(tuple(lines), ok)
 
 
-def summary(suites: dict[str, Any], baseline: dict[str, Any] | None, removed: list[str]) -> dict[str, Any]:
-    """Run-level figures: overall status, the monthly estimate with its change, removed suites."""
-    from .verdict import worst
+def _merge(name: str, entry: SuiteEntry, old: SuiteEntry | None, partial: bool) -> tuple[SuiteEntry | None, str | None]:
+    """The entry to store for one suite, or None (keep the old one) when this run missed prompts."""
+    failed = [pid for pid, r in entry.prompts.items() if r.error is not None]
+    missing = list(entry.unmeasured) + failed
+    if not missing:
+        return entry, None
+    what = (f"{len(entry.unmeasured)} prompt(s) not measured (time budget)" if entry.unmeasured else "") + \
+        (", " if entry.unmeasured and failed else "") + (f"{len(failed)} failed" if failed else "")
+    if not partial:
+        kept = "its baseline entry was left as it was" if old else "it was not added to the baseline"
+        return None, (f"costgate: ERROR: suite '{name}': {what}; {kept}. Re-run "
+                      "without a time budget once the model answers, or add --costgate-update-partial to keep the "
+                      "old records of the prompts this run missed.")
+    from .aggregate import aggregate
 
-    base = (baseline or {}).get("suites") or {}
-    cand_total = base_total = Decimal(0)
-    compared = False
-    for name, entry in suites.items():
-        month = entry["metrics"].get("monthly_cost")
-        base_month = (base.get(name) or {}).get("metrics", {}).get("monthly_cost")
-        if month is not None:
-            cand_total += Decimal(month)
-        if month is not None and base_month is not None:
-            base_total += Decimal(base_month)
-            compared = True
-    return {
-        "status": worst(e["verdict"]["status"] for e in suites.values()),
-        "monthly_cost": decimal_text(cand_total),
-        "baseline_monthly_cost": decimal_text(base_total) if compared else None,
-        "monthly_delta": decimal_text(cand_total - base_total) if compared else None,
-        "removed_suites": removed,
-        "baseline_git_sha": (baseline or {}).get("git_sha"),
-        "baseline_created": (baseline or {}).get("created"),
-    }
+    old_records = old.prompts if old else {}
+    records = {pid: r for pid, r in entry.prompts.items() if r.error is None}
+    reused = [pid for pid in missing if pid in old_records and old_records[pid].error is None]
+    records.update({pid: old_records[pid] for pid in reused})
+    dropped = len(missing) - len(reused)
+    metrics = aggregate(list(records.values()), entry.requests_per_month).metrics()
+    merged = replace(entry, prompts=MappingProxyType(records), metrics=metrics, unmeasured=(), errors=())
+    return merged, (f"costgate: suite '{name}': {what}; kept the old baseline records of {len(reused)} of them"
+                    + (f", {dropped} had none and are left out" if dropped else "") + " (--costgate-update-partial)")

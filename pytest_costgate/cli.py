@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .document import Document
 from .errors import CostgateError
 from .escape import command_safe
 
@@ -26,20 +27,30 @@ def _validate(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .report.terminal import summary_lines
 
-    report = _load_report(args.report)
-    base = _load_report(args.baseline) if args.baseline else None
-    for line in summary_lines(report["suites"], base, {}, args.baseline):
+    report = _load_document(args.report, "report or baseline")
+    base = _load_document(args.baseline, "baseline") if args.baseline else None
+    for line in summary_lines(report.suites, base, {}, args.baseline):
         _say(line)
     return 0
 
 
-def _load_report(path: str) -> dict:
-    from .baseline import load_baseline
+def _load_document(path: str, what: str = "report") -> Document:
+    from .schema import read_document
 
-    report = load_baseline(Path(path))
-    if report is None:
-        raise CostgateError(f"{path}: no such report file. Write one with pytest --costgate --costgate-report {path}.")
-    return report
+    doc = read_document(Path(path), "report" if what.startswith("report") else "baseline")
+    if doc is None:
+        raise CostgateError(f"{path}: no such file. Write a report with pytest --costgate --costgate-report {path}.")
+    return doc
+
+
+def _load_report(path: str) -> Document:
+    """A judged report; a baseline (measured, never judged) is refused with what to pass instead."""
+    doc = _load_document(path)
+    if doc.kind != "report":
+        raise CostgateError(f"{path} is a baseline (suites measured, not judged against anything). Pass the JSON "
+                            "report written by pytest --costgate --costgate-report PATH, or compare two files with "
+                            f"costgate diff {path} HEAD.json.")
+    return doc
 
 
 def _emit(body: str, output: str | None) -> None:
@@ -55,7 +66,7 @@ def _diff(args: argparse.Namespace) -> int:
     from .diff import diff_reports
     from .report.markdown import render_markdown
 
-    report = diff_reports(_load_report(args.base), _load_report(args.head), args.base)
+    report = diff_reports(_load_document(args.base, "baseline"), _load_document(args.head), args.base)
     _emit(render_markdown(report, Path(args.template) if args.template else None), args.output)
     return 0
 
@@ -71,7 +82,7 @@ def _comment(args: argparse.Namespace) -> int:
     register_environment()
     register(os.environ.get(args.token_env))
     report = _load_report(args.report)
-    gate = args.comment_id or report.get("config")
+    gate = args.comment_id or report.config
     body = render_markdown(report, Path(args.template) if args.template else None, gate=gate)
     if args.output:
         _emit(body, args.output)

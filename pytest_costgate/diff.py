@@ -1,28 +1,29 @@
 """Compare two saved reports (base, head) without a config, for `costgate diff`."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from types import MappingProxyType
 
-from .baseline import removed_suites_of, summary
+from .baseline import removed_suites, summary
+from .compare import compare_suite, prompt_changes
 from .config import DEFAULT_THRESHOLDS
-from .gate import compare_suite, parse_results, prompt_changes
+from .document import Document, SuiteEntry
+from .verdict import SuiteVerdict
 
 
-def diff_reports(base: dict[str, Any], head: dict[str, Any], base_name: str = "base") -> dict[str, Any]:
+def diff_reports(base: Document, head: Document, base_name: str = "base") -> Document:
     """The head report re-judged against the base report with the default thresholds."""
-    suites = {}
-    for name, entry in head["suites"].items():
-        entry = dict(entry)
-        base_suite = base["suites"].get(name)
-        results = list(parse_results(entry, "head report", name).values())
-        if base_suite is None:
-            verdict = {"status": "new", "rows": [], "notes": ["new suite: not in the base report"]}
-            base_results = {}
+    suites: dict[str, SuiteEntry] = {}
+    for name, entry in head.suites.items():
+        base_entry = base.suites.get(name)
+        results = list(entry.prompts.values())
+        if base_entry is None:
+            verdict = SuiteVerdict("new", (), ("new suite: not in the base report",))
+            changes: tuple = ()
         else:
-            base_results = parse_results(base_suite, base_name, name)
-            verdict = compare_suite(base_suite, base_results, results, entry, DEFAULT_THRESHOLDS, [], []).to_json()
-        entry.update(verdict=verdict, prompt_changes=prompt_changes(results, base_results),
-                     baseline_template_hash=(base_suite or {}).get("template_hash"))
-        suites[name] = entry
-    removed = removed_suites_of(set(head["suites"]), base)
-    return {**head, "suites": suites, "summary": summary(suites, base, removed)}
+            verdict = compare_suite(base_entry, results, entry, DEFAULT_THRESHOLDS, [], [])
+            changes = prompt_changes(results, base_entry.prompts)
+        suites[name] = replace(entry, verdict=verdict, prompt_changes=changes, baseline_source=base_name,
+                               baseline_template_hash=base_entry.template_hash if base_entry else None)
+    removed = removed_suites(head.suites, base)
+    return replace(head, kind="report", suites=MappingProxyType(suites), summary=summary(suites, base, removed))

@@ -8,10 +8,12 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
 
 from .config import Config, SuiteSpec, load_config
+from .document import Document, SuiteEntry
 from .errors import ConfigError, CostgateError
 from .redact import shorten
 
@@ -55,10 +57,10 @@ def _git(args: list[str], cwd: Path) -> bytes:
 
 
 def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec,
-             deadline: float | None, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+             deadline: float | None, ref: str) -> tuple[SuiteEntry, SuiteEntry]:
     """Replay the base ref's suite and the head's side by side, prompt by prompt; returns (base, judged head)."""
     from .backends import create_backend
-    from .baseline import environment
+    from .environment import environment
     from .gate import make_entry, prepare, rejudge, suite_deadline
     from .measure import replay, replay_interleaved
 
@@ -92,24 +94,26 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
     finally:
         head_backend.close()
         base_backend.close()
-    base_entry = make_entry(base_spec, base_prep, base_results, "replay", fingerprints[0], load_s, wall_s)
-    base_entry["unmeasured"] = []  # prompts only the base has are "gone", not unmeasured
-    head_entry = make_entry(spec, head_prep, head_results, "replay", fingerprints[1], load_s, wall_s)
     # One machine, one job: comparable by construction, even where the two sides' backends differ.
-    head_entry["fingerprint"] = base_entry["fingerprint"] = {**fingerprints[1], "live": ref}
+    fingerprint = MappingProxyType({**fingerprints[1], "live": ref})
+    base_entry = replace(make_entry(base_spec, base_prep, base_results, "replay", fingerprints[0], load_s, wall_s),
+                         unmeasured=(), fingerprint=fingerprint)  # prompts only the base has are "gone"
+    head_entry = replace(make_entry(spec, head_prep, head_results, "replay", fingerprints[1], load_s, wall_s),
+                         fingerprint=fingerprint)
     return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}", head_prep.references())
 
 
 def run_against(config: Config, spec: SuiteSpec, base: Config | None, ref: str, tokens_only: bool,
-                deadline: float | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                deadline: float | None) -> tuple[SuiteEntry, SuiteEntry | None]:
     """One suite judged against the base ref: (head entry, base entry or None when the base lacks the suite)."""
     from .gate import run_suite
 
     base_spec = None if base is None else next((s for s in base.suites if s.name == spec.name), None)
     if base_spec is None:
-        return run_suite(config, spec, {"suites": {}}, tokens_only, deadline), None
+        return run_suite(config, spec, Document(suites=MappingProxyType({})), tokens_only, deadline), None
     if tokens_only or spec.tokens_only:  # nothing noisy to interleave: measure base, then judge head on it
-        base_entry = run_suite(base, base_spec, None, True, deadline)
-        return run_suite(config, spec, {"suites": {spec.name: base_entry}}, True, deadline), base_entry
+        base_entry = run_suite(base, base_spec, None, True, deadline).stored()
+        live = Document(suites=MappingProxyType({spec.name: base_entry}))
+        return run_suite(config, spec, live, True, deadline), base_entry
     base_entry, head_entry = run_pair(config, spec, base, base_spec, deadline, ref)
     return head_entry, base_entry

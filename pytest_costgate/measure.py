@@ -1,65 +1,24 @@
-"""Replay prompts through a backend and summarise: per-request records, weighted means, latency stats."""
+"""Replay prompts through a backend: one record per prompt, timed, counted and priced."""
 from __future__ import annotations
 
 import hashlib
 import math
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .backends import Backend, Completion, Request
 from .config import GpuPrice, TokenPrice
-from .pricing import monthly, request_cost
+from .document import PromptResult
+from .pricing import request_cost
 from .redact import redact, shorten
 from .tokens import TokenCounter
 
 CONSECUTIVE_FAILURES = 3  # after this many in a row, the endpoint is taken to be down
 OUTPUT_KEEP = 2000
 MAX_TOKENS = 100_000_000  # per request; larger counts are not believed
-
-
-@dataclass(frozen=True)
-class PromptResult:
-    """What one prompt measured (tokens exact, timings in ms, cost in USD)."""
-
-    id: str
-    weight: Decimal
-    rendered_tokens: int
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    token_source: str = "tokenizer"
-    ttft_ms: float | None = None
-    e2e_ms: float | None = None
-    tpot_ms: float | None = None
-    busy_ms: float | None = None
-    runs: int | None = None
-    e2e_runs: list[float] | None = None
-    cost: Decimal | None = None
-    output: str | None = None
-    output_sha: str | None = None
-    error: str | None = None
-    note: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, value in self.__dict__.items():
-            if name == "id" or value is None:
-                continue
-            out[name] = format(value.normalize(), "f") if isinstance(value, Decimal) else value
-        return out
-
-    @classmethod
-    def from_json(cls, pid: str, data: dict[str, Any]) -> PromptResult:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "id"}
-        for money in ("weight", "cost"):
-            if money in fields:
-                fields[money] = Decimal(str(fields[money]))
-        fields.setdefault("weight", Decimal(1))
-        fields.setdefault("rendered_tokens", fields.get("input_tokens") or 0)
-        return cls(id=pid, **fields)
 
 
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
@@ -154,7 +113,7 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
         ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, busy_ms=busy,
         cost=request_cost(price, input_tokens, output_tokens, cached, busy if busy is not None else e2e),
         output=redact(text)[:OUTPUT_KEEP], output_sha=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16],
-        runs=runs, e2e_runs=[v for v in done.e2e_runs if _finite(v) is not None] if done.e2e_runs else None,
+        runs=runs, e2e_runs=tuple(v for v in done.e2e_runs if _finite(v) is not None) if done.e2e_runs else None,
         note=note,
     )
 
@@ -191,61 +150,6 @@ def tokens_only(pid: str, weight: Decimal, rendered: int, previous: PromptResult
         cost = previous.cost  # GPU time can't be known without running; carry the baseline's
     return PromptResult(pid, weight, rendered, input_tokens=input_tokens, output_tokens=output_tokens,
                         token_source=f"tokenizer+{source}", cost=cost)
-
-
-def stats(values: Iterable[float]) -> dict[str, float] | None:
-    """n, mean, std, min, max and p50/p90/p95/p99 (linear interpolation), or None for no values."""
-    data = sorted(v for v in values if v is not None and math.isfinite(v))
-    if not data:
-        return None
-    n = len(data)
-    mean = sum(data) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1)) if n > 1 else 0.0
-
-    def pct(q: float) -> float:
-        pos = (n - 1) * q
-        low = math.floor(pos)
-        high = min(low + 1, n - 1)
-        return data[low] + (data[high] - data[low]) * (pos - low)
-
-    return {"n": n, "mean": mean, "std": std, "min": data[0], "max": data[-1],
-            "p50": pct(0.5), "p90": pct(0.9), "p95": pct(0.95), "p99": pct(0.99)}
-
-
-def _weighted_mean(pairs: list[tuple[Decimal, Decimal]]) -> Decimal | None:
-    total = sum((w for w, _ in pairs), Decimal(0))
-    if not pairs or total == 0:
-        return None
-    return sum((w * v for w, v in pairs), Decimal(0)) / total
-
-
-def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | None) -> dict[str, Any]:
-    """Suite metrics: weighted token and cost means, totals, error rate, latency percentiles."""
-    ok = [r for r in results if r.error is None]
-    n = len(results)
-    costs = [(r.weight, r.cost) for r in ok if r.cost is not None]
-    cost = _weighted_mean(costs) if len(costs) == len(ok) else None  # type: ignore[arg-type]
-    latency = {name: stats(getattr(r, name) for r in ok) for name in ("e2e_ms", "ttft_ms", "tpot_ms")}
-    e2e = latency["e2e_ms"]
-    return {
-        "n": n,
-        "errors": n - len(ok),
-        "error_rate": Decimal(n - len(ok)) / n if n else Decimal(0),
-        "input_tokens_mean": _weighted_mean([(r.weight, Decimal(r.input_tokens or 0)) for r in ok]),
-        "input_tokens_total": sum(r.input_tokens or 0 for r in ok),
-        "output_tokens_mean": _weighted_mean([(r.weight, Decimal(r.output_tokens or 0)) for r in ok]),
-        "output_tokens_total": sum(r.output_tokens or 0 for r in ok),
-        "cost_per_request": cost,
-        "monthly_cost": monthly(cost, requests_per_month),
-        "latency_p50": Decimal(repr(round(e2e["p50"], 3))) if e2e else None,
-        "latency_p95": Decimal(repr(round(e2e["p95"], 3))) if e2e else None,
-        "latency": latency,
-    }
-
-
-def subset(results: Sequence[PromptResult], ids: set[str]) -> list[PromptResult]:
-    """Records whose id is in `ids`, in their original order."""
-    return [r for r in results if r.id in ids]
 
 
 def replay_interleaved(base: Backend, head: Backend, requests: Sequence[tuple[Request, Request, int, int, Decimal]],

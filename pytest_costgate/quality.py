@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Mapping, Sequence
 
 from .config import QualityRule
-from .measure import PromptResult
+from .document import PromptResult
 from .verdict import Row
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -44,6 +44,10 @@ class PromptRenderer:
             for role, source, origin in spec.chat:
                 self.parts.append(_Part(role, _compile(env, source, origin, None), origin))
             self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
+
+    def render_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
+        """Every record rendered, in order."""
+        return [self.render(record) for record in records]
 
     def render(self, record: PromptRecord) -> Rendered:
         """Render one record (its own messages/prompt when the suite has no template)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 # metric -> (unit of an absolute threshold, noisy?). Noisy metrics are judged statistically.
 METRICS: dict[str, tuple[str, bool]] = {
@@ -30,13 +31,14 @@ class Threshold:
     amount: Decimal
     text: str
 
-    def exceeded(self, base: Decimal | None, delta: Decimal) -> bool:
-        """True when the growth `delta` from `base` is larger than allowed."""
+    def exceeded(self, base: Decimal | Fraction | None, delta: Decimal | Fraction) -> bool:
+        """True when the growth `delta` from `base` is strictly larger than allowed (compared exactly)."""
+        change, amount = Fraction(delta), Fraction(self.amount)
         if self.relative:
             if base is None or base == 0:
-                return delta > 0
-            return delta / abs(base) * 100 > self.amount
-        return delta > self.amount
+                return change > 0
+            return change / abs(Fraction(base)) * 100 > amount
+        return change > amount
 
 
 @dataclass(frozen=True)

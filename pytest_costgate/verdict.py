@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Mapping
 
 from .thresholds import METRICS, MetricRule
 
 ORDER = {"pass": 0, "new": 0, "no-baseline": 0, "warn": 1, "fail": 2}
+ROW_STATUSES = ("pass", "warn", "fail", "inconclusive", "not-comparable", "info")
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,14 @@ class SuiteVerdict:
         return {"status": self.status, "rows": [asdict(r) for r in self.rows], "notes": list(self.notes)}
 
 
-def _num(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+def _dec(value: Fraction | Decimal) -> Decimal:
+    return Decimal(value.numerator) / Decimal(value.denominator) if isinstance(value, Fraction) else value
 
 
-def _fmt(value: Decimal | None) -> str | None:
+def _fmt(value: Fraction | Decimal | None) -> str | None:
     if value is None:
         return None
+    value = _dec(value)
     if value == value.to_integral_value():
         return str(value.quantize(Decimal(1)))
     if abs(value) < 1:  # per-request dollars: keep 6 significant digits
@@ -48,17 +51,19 @@ def _fmt(value: Decimal | None) -> str | None:
     return f"{round(value, 4).normalize():f}"
 
 
-def compare_metric(metric: str, base: Decimal | None, cand: Decimal | None, rule: MetricRule | None,
-                   comparable: bool, pairs: tuple[list[float], list[float]] | None = None) -> Row | None:
-    """Judge one metric; None when either side has no value.
+def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction | Decimal | None,
+                   rule: MetricRule | None, comparable: bool,
+                   pairs: tuple[list[float], list[float]] | None = None) -> Row | None:
+    """Judge one metric exactly; None when either side has no value.
 
     With `pairs` (per-prompt values of a noisy metric, base and head) the paired rule decides:
     a level is reached only when its threshold is exceeded AND the change is significant.
     """
     if base is None or cand is None:
         return None
+    base, cand = Fraction(base), Fraction(cand)
     delta = cand - base
-    pct = (delta / abs(base) * 100) if base else None
+    pct = _dec(delta / abs(base) * 100) if base else None
     status, shown, interval = "info", None, None
     if rule is not None:
         shown = " / ".join(f"{lvl} {t.text}" for lvl, t in (("warn", rule.warn), ("fail", rule.fail)) if t)
@@ -93,26 +98,26 @@ def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]]) -> 
     return "pass", interval
 
 
-def judge(base: Mapping[str, Any], cand: Mapping[str, Any], rules: Mapping[str, MetricRule],
+def judge(base: Any, cand: Any, rules: Mapping[str, MetricRule],
           not_comparable: set[str], extra: list[Row], notes: list[str],
           pairs: Mapping[str, tuple[list[float], list[float]]] | None = None) -> SuiteVerdict:
-    """Compare two aggregates (over the same prompts) metric by metric.
+    """Compare two aggregates (over the same prompts; anything with `.value(metric)`) metric by metric.
 
     Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed;
     metrics in `pairs` are judged by the paired rule on their per-prompt values.
     """
     rows = list(extra)
     for metric in METRICS:
-        row = compare_metric(metric, _num(base.get(metric)), _num(cand.get(metric)), rules.get(metric),
+        row = compare_metric(metric, base.value(metric), cand.value(metric), rules.get(metric),
                              metric not in not_comparable, (pairs or {}).get(metric))
         if row is not None:
             rows.append(row)
     return SuiteVerdict(status=worst(r.status for r in rows), rows=tuple(rows), notes=tuple(notes))
 
 
-def error_limit(rate: Decimal, limit: Decimal) -> Row | None:
+def error_limit(rate: Fraction | Decimal, limit: Decimal) -> Row | None:
     """A fail row when the share of failed requests is above the suite's max_error_rate."""
-    if rate <= limit:
+    if Fraction(rate) <= Fraction(limit):
         return None
     return Row("error_rate", None, _fmt(rate), None, None, f"max_error_rate {_fmt(limit)}", "fail")
 

@@ -135,7 +135,7 @@ def test_target_from_the_event_payload(tmp_path, monkeypatch):
 
 def test_cli_comment_in_actions_posts_and_never_prints_the_token(gh, tmp_path, monkeypatch, capsys):
     report = tmp_path / "report.json"
-    report.write_text(json.dumps({"schema": "costgate/1", "suites": {}, "summary": {}}))
+    report.write_text(json.dumps({"schema": "costgate/1", "kind": "report", "suites": {}, "summary": {}}))
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"pull_request": {"number": 7}}))
     for key, value in {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "acme/app",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import os
 import re
 from pathlib import Path
@@ -11,14 +12,15 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from pytest_costgate.diff import diff_reports
+from pytest_costgate.schema import parse_document
 from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = ["all-pass", "failing-suite", "new-suite", "removed-suite", "no-baseline", "not-comparable", "hostile"]
 
 
-def report(case: str) -> dict:
-    return json.loads((GOLDEN / f"{case}.json").read_text())
+def report(case: str):
+    return parse_document(json.loads((GOLDEN / f"{case}.json").read_text()), case)
 
 
 def html(markdown: str) -> str:
@@ -74,12 +76,13 @@ def test_headline_words():
 
 
 def test_long_bodies_are_shortened_details_first():
-    big = report("failing-suite")
-    entry = big["suites"]["support-answer"]
+    data = json.loads((GOLDEN / "failing-suite.json").read_text())
+    entry = data["suites"]["support-answer"]
     entry["prompt_changes"] = [{"id": f"p{i}" + "z" * 60, "cost_delta": "0.001", "input_tokens_delta": 5,
                                 "output_tokens_delta": 0} for i in range(20)]
     for i in range(40):
-        big["suites"][f"copy-{i}"] = entry
+        data["suites"][f"copy-{i}"] = entry
+    big = parse_document(data, "big")
     full = render_markdown(big, limit=10**9)
     limit = len(full) - 1000
     short = render_markdown(big, limit=limit)
@@ -97,8 +100,8 @@ def test_user_template(tmp_path):
 def test_diff_of_two_reports_uses_default_thresholds():
     base, head = report("all-pass"), report("failing-suite")
     diffed = diff_reports(base, head)
-    assert diffed["suites"]["support-answer"]["verdict"]["status"] == "fail"  # cost +17.5% > default fail +10%
-    assert diffed["summary"]["monthly_delta"] == head["summary"]["monthly_delta"] == "64.744186046512"
+    assert diffed.suites["support-answer"].status == "fail"  # cost +17.5% > default fail +10%
+    assert diffed.summary.monthly_delta == head.summary.monthly_delta == Decimal("64.744186046512")
 
 
 def test_pytest_writes_markdown_and_step_summary(pytester, demo, monkeypatch):

@@ -182,7 +182,7 @@ def test_cli_output_is_redacted(tmp_path, monkeypatch, capsys):
     gh = FakeGitHub()
     try:
         report = tmp_path / "report.json"
-        report.write_text(json.dumps({"schema": "costgate/1", "suites": {}, "summary": {}}))
+        report.write_text(json.dumps({"schema": "costgate/1", "kind": "report", "suites": {}, "summary": {}}))
         event = tmp_path / "event.json"
         event.write_text(json.dumps({"pull_request": {"number": 7}}))
         for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "acme/app",
@@ -312,7 +312,7 @@ HOSTILE = ("</details><img src=x onerror=alert(1)> [x](javascript:alert(1)) @org
            "\n## Heading\n::warning title=forged::x ##[error]y \u202egnp.exe https://evil.example")
 
 
-def hostile_report() -> dict:
+def hostile_report(hashes: bool = True) -> dict:
     """The failing-suite report with every free-text field (the ones a tampered baseline or report controls) hostile."""
     doc = json.loads((GOLDEN / "failing-suite.json").read_text())
     doc["git_sha"] = HOSTILE
@@ -321,8 +321,9 @@ def hostile_report() -> dict:
     doc["summary"]["baseline_git_sha"] = HOSTILE
     for entry in doc["suites"].values():
         entry["model"] = HOSTILE
-        entry["template_hash"] = HOSTILE + "head"
-        entry["baseline_template_hash"] = HOSTILE
+        if hashes:
+            entry["template_hash"] = HOSTILE + "head"
+            entry["baseline_template_hash"] = HOSTILE
         entry["verdict"]["notes"] = [HOSTILE]
         for row in entry["verdict"]["rows"]:
             row["threshold"] = HOSTILE
@@ -335,7 +336,12 @@ def hostile_report() -> dict:
 
 
 def test_hostile_report_golden_renders_inert():
-    body = render_markdown(hostile_report())
+    from pytest_costgate.errors import BaselineError
+    from pytest_costgate.schema import parse_document
+
+    with pytest.raises(BaselineError, match=r"suites\[.*\]\.template_hash: expected a hex hash"):
+        parse_document(hostile_report(), "tampered.json")  # a tampered report is refused when read...
+    body = render_markdown(parse_document(hostile_report(hashes=False), "tampered.json"))  # ...and inert anyway
     golden = GOLDEN / "hostile-fields.md"
     import os
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from pytest_costgate.backends.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
 from pytest_costgate.config import GpuPrice, TokenizerSpec, TokenPrice
 from pytest_costgate.errors import BackendError, TokenizerError
-from pytest_costgate.measure import PromptResult, aggregate, stats
+from pytest_costgate.aggregate import aggregate, stats
+from pytest_costgate.document import Metrics, PromptResult
 from pytest_costgate.pricing import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
 from pytest_costgate.thresholds import MetricRule, parse_threshold
 from pytest_costgate.tokens import load_counter
@@ -98,11 +100,30 @@ def test_aggregate_weights_means_and_counts_errors():
         PromptResult("c", D(1), 7, error="HTTP 500"),
     ]
     agg = aggregate(results, D(1000))
-    assert agg["input_tokens_mean"] == D(25)  # (10*1 + 30*3) / 4
-    assert agg["input_tokens_total"] == 40
-    assert agg["cost_per_request"] == D("0.0025")
-    assert agg["monthly_cost"] == D("2.5000")
-    assert agg["errors"] == 1 and agg["error_rate"] == D(1) / D(3)
+    assert agg.input_tokens_mean == 25  # (10*1 + 30*3) / 4
+    assert agg.input_tokens_total == 40
+    assert agg.cost_per_request == Fraction("0.0025")
+    assert agg.monthly_cost == Fraction("2.5")
+    assert agg.errors == 1 and agg.error_rate == Fraction(1, 3)
+    assert agg.metrics().error_rate == D("0.333333333333")
+
+
+def test_means_are_exact_so_a_change_equal_to_the_threshold_never_breaches():
+    """299/3 -> 314/3 is exactly +5 tokens: at the +5 threshold that must pass, at any magnitude."""
+    def suite(values):
+        return aggregate([PromptResult(str(i), D(1), v, input_tokens=v, output_tokens=0) for i, v in enumerate(values)],
+                         None)
+
+    base, head = suite([100, 100, 99]), suite([105, 105, 104])
+    assert head.input_tokens_mean - base.input_tokens_mean == 5
+    for threshold, expected in (("+5", "pass"), ("+4.999999999", "fail")):
+        rule = MetricRule(fail=parse_threshold("input_tokens_mean", threshold))
+        assert judge(base, head, {"input_tokens_mean": rule}, set(), [], []).status == expected
+    big_base, big_head = suite([10**7 + 1, 10**7, 10**7]), suite([10**7 + 1, 10**7, 10**7 + 15])
+    rule = MetricRule(fail=parse_threshold("input_tokens_mean", "+5"))
+    assert judge(big_base, big_head, {"input_tokens_mean": rule}, set(), [], []).status == "pass"
+    relative = MetricRule(fail=parse_threshold("input_tokens_mean", "+5%"))
+    assert judge(suite([20, 20, 20]), suite([21, 21, 21]), {"input_tokens_mean": relative}, set(), [], []).status == "pass"
 
 
 @pytest.mark.parametrize("base, cand, expected", [
@@ -117,9 +138,10 @@ def test_compare_levels(base, cand, expected):
 
 def test_not_comparable_noisy_metric_never_fails():
     rule = MetricRule(fail=parse_threshold("latency_p95", "+5%"))
-    verdict = judge({"latency_p95": "100"}, {"latency_p95": "300"}, {"latency_p95": rule}, {"latency_p95"}, [], [])
-    assert verdict.status == "pass" and verdict.rows[0].status == "not-comparable"
-    verdict = judge({"latency_p95": "100"}, {"latency_p95": "300"}, {"latency_p95": rule}, set(), [], [])
+    base, head = Metrics(latency_p95=D(100)), Metrics(latency_p95=D(300))
+    verdict = judge(base, head, {"latency_p95": rule}, {"latency_p95"}, [], [])
+    assert verdict.status == "pass" and [r.status for r in verdict.rows if r.metric == "latency_p95"] == ["not-comparable"]
+    verdict = judge(base, head, {"latency_p95": rule}, set(), [], [])
     assert verdict.status == "fail"
 
 

@@ -166,7 +166,7 @@ def _json(path: Path, where: str) -> dict[str, Any]:
 
 def _device(provider: str) -> str:
     if provider != "cuda":
-        from ..baseline import environment
+        from ..environment import environment
 
         return environment()["cpu"]
     try:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Sequence
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from .. import __version__
+from ..document import Document, SuiteEntry, Summary
 from ..errors import TemplateError
+from ..verdict import Row
 from ..escape import markdown_cell as cell
 from ..redact import redact
 from .terminal import money, number, signed_money
@@ -39,92 +41,90 @@ def code(value: object) -> str:
     return f"`{text}`" if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text) else cell(text)
 
 
-def _row(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r["metric"] == metric), None)
+def _row(rows: Sequence[Row], metric: str) -> Row | None:
+    return next((r for r in rows if r.metric == metric), None)
 
 
-def _delta(row: dict[str, Any] | None, money_value: bool = False) -> str:
-    if row is None or row["delta"] is None:
+def _delta(row: Row | None, money_value: bool = False) -> str:
+    if row is None or row.delta is None:
         return ""
-    delta = Decimal(row["delta"])
+    delta = Decimal(row.delta)
     shown = signed_money(delta) if money_value else f"{'+' if delta >= 0 else ''}{number(delta)}"
-    return f"{shown} ({row['delta_pct']})" if row["delta_pct"] else shown
+    return f"{shown} ({cell(row.delta_pct)})" if row.delta_pct else shown
 
 
-def _latency(entry: Mapping[str, Any]) -> str:
-    e2e = (entry.get("latency") or {}).get("e2e_ms")
+def _latency(entry: SuiteEntry) -> str:
+    e2e = entry.latency.get("e2e_ms")
     if not e2e:
         return "–"
-    rows = entry["verdict"]["rows"]
-    states = {r["status"] for r in rows if r["metric"].startswith("latency")}
+    rows = entry.verdict.rows if entry.verdict else ()
+    states = {r.status for r in rows if r.metric.startswith("latency")}
     label = ("not comparable" if "not-comparable" in states else "significant" if states & {"warn", "fail"}
              else "inconclusive" if "inconclusive" in states else "no significant change" if "pass" in states
              else "not gated")
-    return f"{number(e2e['p50'])} / {number(e2e['p95'])} ms ({label})"
+    return f"{number(e2e.get('p50'))} / {number(e2e.get('p95'))} ms ({label})"
 
 
-def context(report: Mapping[str, Any], top_prompts: int = 10, notes: bool = True,
+def context(report: Document, top_prompts: int = 10, notes: bool = True,
             gate: str | None = None) -> dict[str, Any]:
     """Everything the template shows, already formatted and escaped."""
-    summary = report.get("summary") or {}
+    summary = report.summary
     suites, breaches, changes, templates, chart = [], [], [], [], []
-    for name, entry in report["suites"].items():
-        rows, metrics = entry["verdict"]["rows"], entry["metrics"]
+    for name, entry in report.suites.items():
+        rows, metrics = (entry.verdict.rows if entry.verdict else ()), entry.metrics
         cost, month = _row(rows, "cost_per_request"), _row(rows, "monthly_cost")
-        base_cost = Decimal(cost["baseline"]) * 1000 if cost else None
-        head_cost = Decimal(metrics["cost_per_request"]) * 1000 if metrics.get("cost_per_request") else None
+        base_cost = Decimal(cost.baseline) * 1000 if cost and cost.baseline is not None else None
+        head_cost = metrics.cost_per_request * 1000 if metrics.cost_per_request else None
         suites.append({
-            "name": cell(name), "status": STATUS.get(entry["verdict"]["status"], cell(entry["verdict"]["status"])),
-            "model": cell(entry.get("model", "")),
+            "name": cell(name), "status": STATUS.get(entry.status, cell(entry.status)),
+            "model": cell(entry.model),
             "cost_1k": f"{money(base_cost)} → {money(head_cost)}" if base_cost is not None else money(head_cost),
-            "monthly": money(metrics.get("monthly_cost")), "monthly_delta": _delta(month, True) or "–",
-            "input": f"{number(metrics.get('input_tokens_mean'))} {_delta(_row(rows, 'input_tokens_mean'))}".strip(),
-            "output": f"{number(metrics.get('output_tokens_mean'))} {_delta(_row(rows, 'output_tokens_mean'))}".strip(),
+            "monthly": money(metrics.monthly_cost), "monthly_delta": _delta(month, True) or "–",
+            "input": f"{number(metrics.input_tokens_mean)} {_delta(_row(rows, 'input_tokens_mean'))}".strip(),
+            "output": f"{number(metrics.output_tokens_mean)} {_delta(_row(rows, 'output_tokens_mean'))}".strip(),
             "latency": _latency(entry),
         })
         for r in rows:
-            if r["status"] in ("warn", "fail", "inconclusive"):
-                icon = {"fail": "❌", "warn": "⚠️", "inconclusive": "❔ not significant"}[r["status"]]
-                change = r["delta_pct"] or r["delta"] or ""
-                if r.get("interval"):
-                    change += f" (paired {r['interval']})"
-                breaches.append({"icon": icon, "suite": cell(name), "metric": code(r["metric"]),
-                                 "baseline": cell(r["baseline"] or "–"), "candidate": cell(r["candidate"]),
-                                 "delta": cell(change, 160), "threshold": cell(r["threshold"] or "")})
-        for c in entry.get("prompt_changes", [])[:top_prompts]:
-            changes.append({"suite": cell(name), "id": cell(c["id"]),
-                            "cost": signed_money(Decimal(c["cost_delta"]) * 1000) if c["cost_delta"] else "–",
-                            "input": f"{c['input_tokens_delta']:+d}", "output": f"{c['output_tokens_delta']:+d}"})
-        if entry.get("baseline_template_hash") and entry["baseline_template_hash"] != entry.get("template_hash"):
-            templates.append({"suite": cell(name), "before": code(entry["baseline_template_hash"]),
-                              "after": code(entry["template_hash"])})
-        if metrics.get("monthly_cost") is not None:
-            base_month = Decimal(month["baseline"]) if month and month["baseline"] is not None else None
-            chart.append((name, base_month, Decimal(metrics["monthly_cost"])))
-    for name in summary.get("removed_suites") or []:
+            if r.status in ("warn", "fail", "inconclusive"):
+                icon = {"fail": "❌", "warn": "⚠️", "inconclusive": "❔ not significant"}[r.status]
+                change = r.delta_pct or r.delta or ""
+                if r.interval:
+                    change += f" (paired {r.interval})"
+                breaches.append({"icon": icon, "suite": cell(name), "metric": code(r.metric),
+                                 "baseline": cell(r.baseline or "–"), "candidate": cell(r.candidate),
+                                 "delta": cell(change, 160), "threshold": cell(r.threshold or "")})
+        for c in entry.prompt_changes[:top_prompts]:
+            changes.append({"suite": cell(name), "id": cell(c.id),
+                            "cost": signed_money(c.cost_delta * 1000) if c.cost_delta is not None else "–",
+                            "input": f"{c.input_tokens_delta:+d}", "output": f"{c.output_tokens_delta:+d}"})
+        if entry.baseline_template_hash and entry.baseline_template_hash != entry.template_hash:
+            templates.append({"suite": cell(name), "before": code(entry.baseline_template_hash),
+                              "after": code(entry.template_hash)})
+        if metrics.monthly_cost is not None:
+            base_month = Decimal(month.baseline) if month and month.baseline is not None else None
+            chart.append((name, base_month, metrics.monthly_cost))
+    for name in summary.removed_suites if summary else ():
         suites.append({"name": cell(name), "status": STATUS["removed"], "model": "", "cost_1k": "–", "monthly": "–",
                        "monthly_delta": "–", "input": "–", "output": "–", "latency": "–"})
-    env = report.get("environment") or {}
-    prices = report.get("prices") or {}
     return {
-        "marker": marker(gate or report.get("config")), "headline": headline(summary), "suites": suites, "breaches": breaches,
-        "changes": changes, "templates": templates, "chart": _chart(chart),
-        "notes": [f"**{cell(n)}**: {cell(note, 300)}" for n, e in report["suites"].items()
-                  for note in e["verdict"]["notes"]] if notes else [],
-        "environment": cell(", ".join(f"{k} {v}" for k, v in env.items()), 200),
-        "prices": cell(" ".join(str(p) for p in (prices.get("source"), prices.get("date")) if p) or "not stated"),
-        "baseline": cell((summary.get("baseline_git_sha") or "unknown")[:12]), "version": __version__,
+        "marker": marker(gate or report.config), "headline": headline(summary), "suites": suites,
+        "breaches": breaches, "changes": changes, "templates": templates, "chart": _chart(chart),
+        "notes": [f"**{cell(n)}**: {cell(note, 300)}" for n, e in report.suites.items()
+                  for note in (e.verdict.notes if e.verdict else ())] if notes else [],
+        "environment": cell(", ".join(f"{k} {v}" for k, v in report.environment.items()), 200),
+        "prices": cell(" ".join(p for p in (report.price_source, report.price_date) if p) or "not stated"),
+        "baseline": cell(((summary.baseline_git_sha if summary else None) or "unknown")[:12]), "version": __version__,
     }
 
 
-def headline(summary: Mapping[str, Any]) -> str:
+def headline(summary: Summary | None) -> str:
     """Infracost-style first line: the monthly change, or why there is none."""
-    if summary.get("monthly_delta") is None:
-        total = summary.get("monthly_cost")
+    if summary is None or summary.monthly_delta is None:
+        total = summary.monthly_cost if summary else None
         return f"Monthly estimate {money(total)} (no baseline to compare with)" if total else "No cost estimate"
-    delta, base = Decimal(summary["monthly_delta"]), Decimal(summary["baseline_monthly_cost"] or 0)
+    delta, base = summary.monthly_delta, summary.baseline_monthly_cost or Decimal(0)
     if delta.quantize(Decimal("0.01")) == 0:
-        return f"Monthly estimate unchanged at {money(summary['monthly_cost'])}"
+        return f"Monthly estimate unchanged at {money(summary.monthly_cost)}"
     pct = f" ({delta / base * 100:+.1f}%)" if base else ""
     word, icon = ("increased", "📈") if delta > 0 else ("decreased", "📉")
     return f"Monthly estimate {word} by {money(abs(delta))}{pct} {icon}"
@@ -145,7 +145,7 @@ def _chart(rows: list[tuple[str, Decimal | None, Decimal]]) -> str | None:
             f"    x-axis [{', '.join(labels)}]\n    y-axis \"USD / month\"\n    bar [{', '.join(values)}]")
 
 
-def render_markdown(report: Mapping[str, Any], template: Path | None = None, limit: int = GITHUB_LIMIT,
+def render_markdown(report: Document, template: Path | None = None, limit: int = GITHUB_LIMIT,
                     gate: str | None = None) -> str:
     """The comment body, redacted; details are shortened first when the body would pass GitHub's limit."""
     # A user's template is a file a pull request can change: sandboxed like prompt templates.

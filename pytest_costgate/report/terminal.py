@@ -4,6 +4,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Mapping
 
+from ..document import Document, SuiteEntry
+
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "new": "NEW", "no-baseline": "NO BASELINE",
         "error": "ERROR"}
 
@@ -41,46 +43,48 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def breach_lines(name: str, entry: Mapping[str, Any]) -> list[str]:
+def breach_lines(name: str, entry: SuiteEntry) -> list[str]:
     """The failure text of a suite's item: a breach table and the notes, no traceback."""
-    verdict = entry["verdict"]
-    rows = [r for r in verdict["rows"] if r["status"] in ("fail", "warn", "inconclusive")]
-    lines = [f"costgate suite '{name}' {verdict['status'].upper()}:"]
+    verdict = entry.verdict
+    if verdict is None:
+        return [f"costgate suite '{name}' not judged"]
+    rows = [r for r in verdict.rows if r.status in ("fail", "warn", "inconclusive")]
+    lines = [f"costgate suite '{name}' {verdict.status.upper()}:"]
     if rows:
         lines += table(["metric", "baseline", "candidate", "delta", "threshold", "level"],
-                       [[r["metric"], r["baseline"] or "-", r["candidate"] or "-",
-                         (r["delta"] or "-") + (f" ({r['delta_pct']})" if r["delta_pct"] else ""),
-                         r["threshold"] or "-", r["status"]] for r in rows])
-        lines += [f"{r['metric']}: paired change {r['interval']}" for r in rows if r.get("interval")]
-    lines += [f"note: {note}" for note in verdict["notes"]]
+                       [[r.metric, r.baseline or "-", r.candidate or "-",
+                         (r.delta or "-") + (f" ({r.delta_pct})" if r.delta_pct else ""),
+                         r.threshold or "-", r.status] for r in rows])
+        lines += [f"{r.metric}: paired change {r.interval}" for r in rows if r.interval]
+    lines += [f"note: {note}" for note in verdict.notes]
     return lines
 
 
-def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Any] | None,
-                  errors: Mapping[str, str], baseline_path: Any = None, removed: tuple[str, ...] = ()) -> list[str]:
+def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, errors: Mapping[str, str],
+                  baseline_path: Any = None, removed: tuple[str, ...] = ()) -> list[str]:
     """The session's cost table: one row per suite, then warnings, breaches and notes."""
     from ..baseline import summary
 
-    base_suites = (baseline or {}).get("suites", {})
+    base_suites = baseline.suites if baseline else {}
     rows = []
     for name, entry in suites.items():
-        metrics = entry["metrics"]
-        month, base_month = metrics.get("monthly_cost"), base_suites.get(name, {}).get("metrics", {}).get("monthly_cost")
-        delta = Decimal(month) - Decimal(base_month) if month is not None and base_month is not None else None
-        p95 = (entry.get("latency") or {}).get("e2e_ms") or {}
-        rows.append([name, ICON.get(entry["verdict"]["status"], entry["verdict"]["status"]),
-                     entry["mode"], money(metrics.get("cost_per_request"), cents=False), money(month),
-                     signed_money(delta), number(metrics.get("input_tokens_mean")),
-                     number(metrics.get("output_tokens_mean")),
-                     number(p95.get("p95")) if p95 else "-", f"{metrics['errors']}/{metrics['n']}"])
-    for name, message in errors.items():
+        metrics = entry.metrics
+        base = base_suites.get(name)
+        month, base_month = metrics.monthly_cost, (base.metrics.monthly_cost if base else None)
+        delta = month - base_month if month is not None and base_month is not None else None
+        p95 = entry.latency.get("e2e_ms") or {}
+        rows.append([name, ICON.get(entry.status, entry.status),
+                     entry.mode, money(metrics.cost_per_request, cents=False), money(month),
+                     signed_money(delta), number(metrics.input_tokens_mean), number(metrics.output_tokens_mean),
+                     number(p95.get("p95")) if p95 else "-", f"{metrics.errors}/{metrics.n}"])
+    for name in errors:
         rows.append([name, "ERROR", "-", "-", "-", "-", "-", "-", "-", "-"])
     lines = table(["suite", "status", "mode", "cost/req", "monthly", "monthly delta", "in tok/req",
                    "out tok/req", "p95 ms", "errors"], rows)
-    totals = summary(dict(suites), dict(baseline) if baseline else None, list(removed))
-    if totals["baseline_monthly_cost"] and Decimal(totals["baseline_monthly_cost"]):
-        change, base_total = Decimal(totals["monthly_delta"]), Decimal(totals["baseline_monthly_cost"])
-        lines.append(f"monthly estimate: {money(totals['monthly_cost'])} ({signed_money(change)}, "
+    totals = summary(suites, baseline, removed)
+    if totals.baseline_monthly_cost and totals.monthly_delta is not None:
+        change, base_total = totals.monthly_delta, totals.baseline_monthly_cost
+        lines.append(f"monthly estimate: {money(totals.monthly_cost)} ({signed_money(change)}, "
                      f"{change / base_total * 100:+.1f}% vs baseline)")
     for name in removed:
         lines.append(f"{name}: in the baseline but no longer in the config (removed; not compared)")
@@ -88,9 +92,9 @@ def summary_lines(suites: Mapping[str, Mapping[str, Any]], baseline: Mapping[str
         lines += ["", f"no baseline at {baseline_path}: these are current numbers only. Create it with "
                   "pytest --costgate --costgate-update-baseline and commit it."]
     for name, entry in suites.items():
-        verdict = entry["verdict"]
-        if verdict["status"] in ("warn", "fail") or verdict["notes"] or any(
-                r["status"] == "inconclusive" for r in verdict["rows"]):
+        verdict = entry.verdict
+        if verdict is not None and (verdict.status in ("warn", "fail") or verdict.notes or any(
+                r.status == "inconclusive" for r in verdict.rows)):
             lines.append("")
             lines += breach_lines(name, entry)
     for name, message in errors.items():

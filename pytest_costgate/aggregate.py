@@ -1,0 +1,111 @@
+"""A suite's per-prompt records summarised: exact weighted means for judging, stored metrics, latency statistics.
+
+Means are exact fractions (sums in a wide decimal context, one division at the end), so a change
+that equals a threshold never breaches it because of rounding, at any magnitude.
+"""
+from __future__ import annotations
+
+import decimal
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Iterable, Mapping, Sequence
+
+from .document import Metrics, PromptResult, decimal_text
+
+_WIDE = decimal.Context(prec=120, Emax=10**6, Emin=-(10**6))  # sums of money and tokens stay exact
+
+
+def stats(values: Iterable[float | None]) -> dict[str, float] | None:
+    """n, mean, std, min, max and p50/p90/p95/p99 (linear interpolation), or None for no values."""
+    data = sorted(v for v in values if v is not None and math.isfinite(v))
+    if not data:
+        return None
+    n = len(data)
+    mean = math.fsum(data) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in data) / (n - 1)) if n > 1 else 0.0
+
+    def pct(q: float) -> float:
+        pos = (n - 1) * q
+        low = math.floor(pos)
+        high = min(low + 1, n - 1)
+        return data[low] + (data[high] - data[low]) * (pos - low)
+
+    return {"n": n, "mean": mean, "std": std, "min": data[0], "max": data[-1],
+            "p50": pct(0.5), "p90": pct(0.9), "p95": pct(0.95), "p99": pct(0.99)}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Exact suite figures: fractions for means and money, ints for counts."""
+
+    n: int = 0
+    errors: int = 0
+    error_rate: Fraction = Fraction(0)
+    input_tokens_mean: Fraction | None = None
+    input_tokens_total: int = 0
+    output_tokens_mean: Fraction | None = None
+    output_tokens_total: int = 0
+    cost_per_request: Fraction | None = None
+    monthly_cost: Fraction | None = None
+    latency_p50: Fraction | None = None
+    latency_p95: Fraction | None = None
+    latency: Mapping[str, dict[str, float] | None] = field(default_factory=dict)
+
+    def value(self, metric: str) -> Fraction | None:
+        value = getattr(self, metric, None)
+        return Fraction(value) if isinstance(value, int) else value
+
+    def metrics(self) -> Metrics:
+        """The stored form: decimals with 12 places."""
+        def dec(value: Fraction | None) -> Decimal | None:
+            return None if value is None else Decimal(decimal_text(value))
+
+        return Metrics(n=self.n, errors=self.errors, error_rate=dec(self.error_rate) or Decimal(0),
+                       input_tokens_mean=dec(self.input_tokens_mean), input_tokens_total=self.input_tokens_total,
+                       output_tokens_mean=dec(self.output_tokens_mean), output_tokens_total=self.output_tokens_total,
+                       cost_per_request=dec(self.cost_per_request), monthly_cost=dec(self.monthly_cost),
+                       latency_p50=dec(self.latency_p50), latency_p95=dec(self.latency_p95))
+
+
+def _weighted_mean(pairs: Sequence[tuple[Decimal, Decimal | int]]) -> Fraction | None:
+    if not pairs:
+        return None
+    weights = _WIDE.create_decimal(0)
+    total = _WIDE.create_decimal(0)
+    for weight, value in pairs:
+        weights = _WIDE.add(weights, weight)
+        total = _WIDE.add(total, _WIDE.multiply(weight, value))
+    return None if weights == 0 else Fraction(total) / Fraction(weights)
+
+
+def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | None,
+              errors_over: Sequence[PromptResult] | None = None) -> Aggregate:
+    """Suite metrics over `results`; the error rate over `errors_over` when given (e.g. every prompt both
+    sides measured, failed or not, while tokens and cost are compared over prompts both answered)."""
+    ok = [r for r in results if r.error is None]
+    counted = results if errors_over is None else errors_over
+    n = len(counted)
+    errors = sum(1 for r in counted if r.error is not None)
+    costs = [(r.weight, r.cost) for r in ok if r.cost is not None]
+    cost = _weighted_mean(costs) if len(costs) == len(ok) else None  # type: ignore[arg-type]
+    latency = {name: stats(getattr(r, name) for r in ok) for name in ("e2e_ms", "ttft_ms", "tpot_ms")}
+    e2e = latency["e2e_ms"]
+    return Aggregate(
+        n=n, errors=errors, error_rate=Fraction(errors, n) if n else Fraction(0),
+        input_tokens_mean=_weighted_mean([(r.weight, r.input_tokens or 0) for r in ok]),
+        input_tokens_total=sum(r.input_tokens or 0 for r in ok),
+        output_tokens_mean=_weighted_mean([(r.weight, r.output_tokens or 0) for r in ok]),
+        output_tokens_total=sum(r.output_tokens or 0 for r in ok),
+        cost_per_request=cost,
+        monthly_cost=None if cost is None or requests_per_month is None else cost * Fraction(requests_per_month),
+        latency_p50=Fraction(Decimal(repr(round(e2e["p50"], 3)))) if e2e else None,
+        latency_p95=Fraction(Decimal(repr(round(e2e["p95"], 3)))) if e2e else None,
+        latency=latency,
+    )
+
+
+def subset(results: Iterable[PromptResult], ids: set[str]) -> list[PromptResult]:
+    """Records whose id is in `ids`, in their original order."""
+    return [r for r in results if r.id in ids]

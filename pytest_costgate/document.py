@@ -1,0 +1,208 @@
+"""The `costgate/1` document (baseline and JSON report) as typed, frozen records, and their JSON form.
+
+Reading a document from disk happens once, in `schema.py`, which validates every field; the rest of
+the code works on these records and never on raw JSON.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .verdict import SuiteVerdict
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def decimal_text(value: Decimal | Fraction) -> str:
+    """A number for JSON: fixed-point, at most 12 places, no trailing zeros (never '0E-25')."""
+    if isinstance(value, Fraction):
+        value = Decimal(value.numerator) / Decimal(value.denominator)
+    return f"{value.quantize(Decimal('1e-12')).normalize():f}" if value.is_finite() else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptResult:
+    """What one prompt measured (tokens exact, timings in ms, cost in USD)."""
+
+    id: str
+    weight: Decimal
+    rendered_tokens: int
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    token_source: str = "tokenizer"
+    ttft_ms: float | None = None
+    e2e_ms: float | None = None
+    tpot_ms: float | None = None
+    busy_ms: float | None = None
+    runs: int | None = None
+    e2e_runs: tuple[float, ...] | None = None
+    cost: Decimal | None = None
+    output: str | None = None
+    output_sha: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "id" or value is None:
+                continue
+            if isinstance(value, Decimal):
+                value = format(value.normalize(), "f")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",
+                 "output_tokens_total", "cost_per_request", "monthly_cost", "latency_p50", "latency_p95")
+COUNT_FIELDS = frozenset({"n", "errors", "input_tokens_total", "output_tokens_total"})
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A suite's aggregates, as stored (decimals rounded to 12 places; exact judging uses per-prompt records)."""
+
+    n: int = 0
+    errors: int = 0
+    error_rate: Decimal = Decimal(0)
+    input_tokens_mean: Decimal | None = None
+    input_tokens_total: int = 0
+    output_tokens_mean: Decimal | None = None
+    output_tokens_total: int = 0
+    cost_per_request: Decimal | None = None
+    monthly_cost: Decimal | None = None
+    latency_p50: Decimal | None = None
+    latency_p95: Decimal | None = None
+
+    def value(self, metric: str) -> Decimal | None:
+        value = getattr(self, metric, None)
+        return Decimal(value) if isinstance(value, int) else value
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: (decimal_text(v) if isinstance(v, Decimal) else v)
+                for name in METRIC_FIELDS for v in (getattr(self, name),)}
+
+
+@dataclass(frozen=True)
+class PromptChange:
+    """A prompt whose cost or tokens changed against the baseline."""
+
+    id: str
+    cost_delta: Decimal | None
+    input_tokens_delta: int
+    output_tokens_delta: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "cost_delta": None if self.cost_delta is None else decimal_text(self.cost_delta),
+                "input_tokens_delta": self.input_tokens_delta, "output_tokens_delta": self.output_tokens_delta}
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """One suite of a document: what was measured, where, with which templates and prices, and (in a
+    report) how it was judged."""
+
+    model: str
+    backend: str
+    mode: str  # replay | tokens-only
+    template_hash: str | None
+    prompt_set: Mapping[str, str]  # path, sha256
+    tokenizer: str
+    pricing: Mapping[str, str] | None
+    requests_per_month: Decimal | None
+    fingerprint: Mapping[str, str]
+    metrics: Metrics
+    latency: Mapping[str, Mapping[str, float] | None] = field(default_factory=lambda: EMPTY)
+    prompts: Mapping[str, PromptResult] = field(default_factory=lambda: EMPTY)
+    errors: tuple[str, ...] = ()
+    unmeasured: tuple[str, ...] = ()
+    repeats: int = 1
+    load_s: float = 0.0
+    wall_s: float = 0.0
+    verdict: SuiteVerdict | None = None
+    prompt_changes: tuple[PromptChange, ...] = ()
+    baseline_template_hash: str | None = None
+    baseline_source: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status if self.verdict is not None else "pass"
+
+    def stored(self) -> SuiteEntry:
+        """The entry as a baseline keeps it: no verdict or comparison with another baseline."""
+        from dataclasses import replace
+
+        return replace(self, verdict=None, prompt_changes=(), baseline_template_hash=None, baseline_source=None)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model, "backend": self.backend, "mode": self.mode, "template_hash": self.template_hash,
+            "prompt_set": dict(self.prompt_set), "tokenizer": self.tokenizer,
+            "pricing": None if self.pricing is None else dict(self.pricing),
+            "requests_per_month": None if self.requests_per_month is None else decimal_text(self.requests_per_month),
+            "fingerprint": dict(self.fingerprint), "load_s": round(self.load_s, 4), "wall_s": round(self.wall_s, 4),
+            "metrics": self.metrics.to_json(),
+            "latency": {k: (None if v is None else dict(v)) for k, v in self.latency.items()},
+            "errors": list(self.errors), "repeats": self.repeats, "unmeasured": list(self.unmeasured),
+            "prompts": {pid: r.to_json() for pid, r in self.prompts.items()},
+        }
+        if self.verdict is not None:
+            out["verdict"] = self.verdict.to_json()
+            out["prompt_changes"] = [c.to_json() for c in self.prompt_changes]
+            out["baseline_template_hash"] = self.baseline_template_hash
+        if self.baseline_source is not None:
+            out["baseline_source"] = self.baseline_source
+        return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Run-level figures of a report."""
+
+    status: str
+    monthly_cost: Decimal
+    baseline_monthly_cost: Decimal | None = None
+    monthly_delta: Decimal | None = None
+    removed_suites: tuple[str, ...] = ()
+    baseline_git_sha: str | None = None
+    baseline_created: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("monthly_cost", "baseline_monthly_cost", "monthly_delta"):
+            data[name] = None if data[name] is None else decimal_text(data[name])
+        data["removed_suites"] = list(self.removed_suites)
+        return data
+
+
+@dataclass(frozen=True)
+class Document:
+    """A baseline (suites as measured) or a report (suites judged, with a summary)."""
+
+    suites: Mapping[str, SuiteEntry]
+    kind: str = "report"  # report | baseline
+    created: str | None = None
+    git_sha: str | None = None
+    config: str | None = None
+    environment: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    price_source: str | None = None
+    price_date: str | None = None
+    summary: Summary | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from . import SCHEMA
+
+        return {
+            "schema": SCHEMA, "kind": self.kind, "created": self.created, "git_sha": self.git_sha,
+            "config": self.config, "environment": dict(self.environment),
+            "prices": {"source": self.price_source, "date": self.price_date},
+            "summary": {} if self.summary is None else self.summary.to_json(),
+            "suites": {name: entry.to_json() for name, entry in self.suites.items()},
+        }

@@ -1,0 +1,159 @@
+"""Command-line options and their ini twins, read once into the run's State (kept in config.stash)."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .document import Document, SuiteEntry
+
+# flag, ini name, metavar (None: a boolean switch), help
+OPTIONS = [
+    ("--costgate", "costgate", None, "run the cost gate (ini: costgate = true)"),
+    ("--costgate-config", "costgate_config", "PATH", "path of costgate.yaml (default: costgate.yaml in rootdir)"),
+    ("--costgate-baseline", "costgate_baseline", "PATH", "baseline JSON path, overriding the config's 'baseline'"),
+    ("--costgate-update-baseline", "costgate_update_baseline", None, "write the baseline from this run"),
+    ("--costgate-update-partial", "costgate_update_partial", None,
+     "with --costgate-update-baseline: keep the old records of prompts this run missed (time budget, failures) "
+     "instead of leaving the suite's entry as it was"),
+    ("--costgate-tokens-only", "costgate_tokens_only", None, "no model calls: exact input tokens, output from baseline"),
+    ("--costgate-report", "costgate_report", "PATH", "write the JSON report (costgate/1) to this path"),
+    ("--costgate-markdown", "costgate_markdown", "PATH", "write the Markdown cost diff (the PR comment) to this path"),
+    ("--costgate-markdown-template", "costgate_markdown_template", "PATH",
+     "a Jinja2 template replacing the built-in comment"),
+    ("--costgate-benchmark-json", "costgate_benchmark_json", "PATH", "write pytest-benchmark-compatible JSON to this path"),
+    ("--costgate-time-budget", "costgate_time_budget", "SECONDS",
+     "seconds the whole gate may replay for (then judge what was measured)"),
+    ("--costgate-against", "costgate_against", "REF",
+     "replay this git ref's suites as the baseline, interleaved with the head (ABBA)"),
+]
+
+
+@dataclass
+class State:
+    """Everything a run needs, read once from options, ini and the config."""
+
+    config: Config
+    baseline: Document | None
+    tokens_only: bool
+    update: bool
+    report: Path | None = None
+    markdown: Path | None = None
+    template: Path | None = None
+    benchmark: Path | None = None
+    deadline: float | None = None
+    against: str | None = None
+    base_config: Any = None
+    partial: bool = False
+    live_base: dict[str, SuiteEntry] = field(default_factory=dict)
+    suites: dict[str, SuiteEntry] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("costgate", "cost-regression gate for LLM/ML inference")
+    for flag, ini, metavar, text in OPTIONS:
+        if metavar is None:
+            group.addoption(flag, action="store_true", default=None, dest=ini, help=text)
+            parser.addini(ini, f"{text} (same as {flag})", type="bool", default=False)
+        else:
+            group.addoption(flag, default=None, dest=ini, metavar=metavar, help=text)
+            parser.addini(ini, f"{text} (same as {flag})", default="")
+
+
+def setting(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name)
+    if value is not None:
+        return str(value)
+    return str(config.getini(name)).strip() or None
+
+
+def flag(config: pytest.Config, name: str) -> bool:
+    if config.getoption(name):
+        return True
+    try:
+        value = config.getini(name)
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option {name}: expected true or false ({exc}).") from None
+    if isinstance(value, str):  # an ini value pytest did not convert (older pytest)
+        text = value.strip().lower()
+        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise pytest.UsageError(f"ini option {name} = {value!r}: expected true or false.")
+        return text in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def read_state(config: pytest.Config) -> State:
+    """Load the config and baseline and check every option; a mistake is a UsageError naming it."""
+    from .config import load_config
+    from .errors import CostgateError
+    from .escape import terminal_block
+    from .schema import read_document
+
+    here = Path(config.invocation_params.dir)
+    path = Path(setting(config, "costgate_config") or config.rootpath / "costgate.yaml")
+    path = path if path.is_absolute() else (here / path).resolve()
+    update = flag(config, "costgate_update_baseline")
+    try:
+        if not path.exists():
+            raise CostgateError(f"{path}: no costgate config here. Pass --costgate-config PATH, set ini "
+                                "costgate_config, or create costgate.yaml (see the README quickstart).")
+        cg = load_config(path)
+        override = setting(config, "costgate_baseline")
+        if override:
+            cg = replace(cg, baseline=(here / override).resolve())
+            if not update and not cg.baseline.exists():
+                raise CostgateError(f"--costgate-baseline {override}: no such file ({cg.baseline}). Fix the path, "
+                                    "or create the baseline with --costgate-update-baseline.")
+        against = setting(config, "costgate_against")
+        base_cfg = None
+        baseline = None
+        if against:
+            if update:
+                raise CostgateError("--costgate-against replays a live baseline; it can't be combined with "
+                                    "--costgate-update-baseline.")
+            from .live import base_config
+
+            base_cfg = base_config(cg, against)
+        elif not (update and not cg.baseline.exists()):
+            baseline = read_document(cg.baseline)
+        template = _path(here, setting(config, "costgate_markdown_template"))
+        if template is not None and not template.is_file():
+            raise CostgateError(f"--costgate-markdown-template {template}: no such file. Fix the path or leave the "
+                                "option out to use the built-in comment.")
+    except CostgateError as exc:
+        raise pytest.UsageError(terminal_block(f"costgate: {exc}")) from None
+    partial = flag(config, "costgate_update_partial")
+    if partial and not update:
+        raise pytest.UsageError("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
+    return State(
+        cg, baseline, flag(config, "costgate_tokens_only"), update,
+        report=_path(here, setting(config, "costgate_report")), markdown=_path(here, setting(config, "costgate_markdown")),
+        template=template, benchmark=_path(here, setting(config, "costgate_benchmark_json")),
+        deadline=deadline(setting(config, "costgate_time_budget"), cg.time_budget_s),
+        against=against, base_config=base_cfg, partial=partial)
+
+
+def _path(here: Path, value: str | None) -> Path | None:
+    return None if not value else here / value
+
+
+def deadline(option: str | None, configured: Any) -> float | None:
+    """The perf_counter time after which no suite starts another request."""
+    if option is None and configured is None:
+        return None
+    try:
+        seconds = float(option if option is not None else configured)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise pytest.UsageError(f"--costgate-time-budget {str(option)[:40]!r}: expected a positive number of seconds, "
+                                "e.g. 600.")
+    return time.perf_counter() + seconds

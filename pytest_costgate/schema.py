@@ -1,0 +1,323 @@
+"""Reading a `costgate/1` document: parsed once into typed records, every field checked.
+
+Errors name the file and the JSON path and say the fix, e.g.
+`baseline.json: suites.s.prompts.a.cost: expected a decimal string, got 'NaN'.`
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from . import SCHEMA, __version__
+from .document import METRIC_FIELDS, Document, Metrics, PromptChange, PromptResult, SuiteEntry, Summary
+from .errors import BaselineError
+from .escape import visible
+from .verdict import ORDER, ROW_STATUSES, Row, SuiteVerdict
+
+MAX_NUMBER = Decimal(10) ** 18  # dollars, tokens or requests beyond this are damage, not data
+MAX_TOKENS = 100_000_000
+MAX_TEXT = 1 << 20
+MAX_BYTES = 2 << 30
+_HASH = re.compile(r"[0-9a-f]{8,64}")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+Path_ = tuple[Any, ...]
+
+
+def json_path(path: Path_) -> str:
+    """suites.s.prompts["a b"].cost"""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.fullmatch(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(visible(str(part))[:60])}]"
+    return out or "(top level)"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return visible(text if len(text) <= 40 else text[:39] + "…")
+
+
+class _Reader:
+    def __init__(self, source: str, fix: str) -> None:
+        self.source, self.fix = source, fix
+
+    def fail(self, path: Path_, message: str) -> BaselineError:
+        return BaselineError(f"{self.source}: {json_path(path)}: {message} {self.fix}")
+
+    def obj(self, value: Any, path: Path_, optional: bool = False) -> Mapping[str, Any]:
+        if value is None and optional:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected an object, got {_shown(value)}.")
+        return value
+
+    def items(self, value: Any, path: Path_) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_shown(value)}.")
+        return value
+
+    def text(self, value: Any, path: Path_, optional: bool = True, limit: int = 10_000) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or len(value) > limit:
+            raise self.fail(path, f"expected text of at most {limit:,} characters, got {_shown(value)}.")
+        return value
+
+    def choice(self, value: Any, path: Path_, choices: Any, default: str | None = None) -> str:
+        if value is None and default is not None:
+            return default
+        if value not in choices:
+            raise self.fail(path, f"expected one of {', '.join(sorted(choices))}, got {_shown(value)}.")
+        return str(value)
+
+    def hexhash(self, value: Any, path: Path_) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _HASH.fullmatch(value):
+            raise self.fail(path, f"expected a hex hash, got {_shown(value)}.")
+        return value
+
+    def decimal(self, value: Any, path: Path_, signed: bool = False, positive: bool = False) -> Decimal | None:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
+                    isinstance(value, str) and len(value) > 60):
+                raise InvalidOperation
+            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except (InvalidOperation, ValueError):
+            raise self.fail(path, f"expected a decimal string, got {_shown(value)}.") from None
+        if not number.is_finite() or abs(number) > MAX_NUMBER or (number != 0 and number.adjusted() < -30):
+            raise self.fail(path, f"expected a finite decimal of sane size, got {_shown(value)}.")
+        if (number < 0 and not signed) or (positive and number <= 0):
+            raise self.fail(path, f"expected a {'positive' if positive else 'non-negative'} number, got {_shown(value)}.")
+        return number
+
+    def count(self, value: Any, path: Path_, signed: bool = False, minimum: int = 0) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_NUMBER \
+                or (not signed and value < minimum):
+            raise self.fail(path, f"expected a whole number{'' if signed else f' >= {minimum}'}, got {_shown(value)}.")
+        return value
+
+    def real(self, value: Any, path: Path_) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                or value > 1e12:
+            raise self.fail(path, f"expected a non-negative number, got {_shown(value)}.")
+        return float(value)
+
+    def strings(self, value: Any, path: Path_, limit: int = 10_000) -> dict[str, str]:
+        node = self.obj(value, path, optional=True)
+        return {self.text(k, path, False, 200) or "": self.text(v, path + (k,), False, limit) or ""
+                for k, v in node.items()}
+
+
+def parse_document(data: Any, source: str, fix: str = "Restore it from git or re-create it with "
+                   "--costgate-update-baseline.") -> Document:
+    """Validate a decoded costgate/1 document into typed records."""
+    r = _Reader(source, fix)
+    if not isinstance(data, dict) or "schema" not in data:
+        raise BaselineError(f"{source}: not a costgate document (no 'schema' field). {fix}")
+    if data["schema"] != SCHEMA:
+        raise BaselineError(f"{source}: schema is {_shown(data['schema'])}, this costgate {__version__} reads "
+                            f"{SCHEMA!r}. Re-create it with --costgate-update-baseline on the base branch.")
+    suites_node = r.obj(data.get("suites"), ("suites",))
+    suites = {r.text(name, ("suites",), False, 200) or "": parse_suite(entry, r, ("suites", name))
+              for name, entry in suites_node.items()}
+    judged = [e.verdict is not None for e in suites.values()]
+    kind = data.get("kind") or ("report" if judged and all(judged) else "baseline")
+    kind = r.choice(kind, ("kind",), ("report", "baseline"))
+    prices = r.obj(data.get("prices"), ("prices",), optional=True)
+    summary_node = r.obj(data.get("summary"), ("summary",), optional=True)
+    return Document(
+        suites=MappingProxyType(suites), kind=kind,
+        created=r.text(data.get("created"), ("created",), limit=500),
+        git_sha=r.text(data.get("git_sha"), ("git_sha",), limit=500),
+        config=r.text(data.get("config"), ("config",), limit=1000),
+        environment=MappingProxyType(r.strings(data.get("environment"), ("environment",), 500)),
+        price_source=r.text(prices.get("source"), ("prices", "source"), limit=500),
+        price_date=r.text(prices.get("date"), ("prices", "date"), limit=500),
+        summary=_summary(summary_node, r) if summary_node else None,
+    )
+
+
+def _summary(node: Mapping[str, Any], r: _Reader) -> Summary:
+    path: Path_ = ("summary",)
+    return Summary(
+        status=r.choice(node.get("status"), path + ("status",), ORDER, default="pass"),
+        monthly_cost=r.decimal(node.get("monthly_cost"), path + ("monthly_cost",)) or Decimal(0),
+        baseline_monthly_cost=r.decimal(node.get("baseline_monthly_cost"), path + ("baseline_monthly_cost",)),
+        monthly_delta=r.decimal(node.get("monthly_delta"), path + ("monthly_delta",), signed=True),
+        removed_suites=tuple(r.text(n, path + ("removed_suites", i), False, 200) or ""
+                             for i, n in enumerate(r.items(node.get("removed_suites"), path + ("removed_suites",)))),
+        baseline_git_sha=r.text(node.get("baseline_git_sha"), path + ("baseline_git_sha",), limit=500),
+        baseline_created=r.text(node.get("baseline_created"), path + ("baseline_created",), limit=500),
+    )
+
+
+def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
+    node = r.obj(data, path)
+    prompts_node = r.obj(node.get("prompts"), path + ("prompts",))
+    prompts = {r.text(pid, path + ("prompts",), False, 1000) or "": _record(pid, rec, r, path + ("prompts", pid))
+               for pid, rec in prompts_node.items()}
+    pricing = node.get("pricing")
+    verdict = node.get("verdict")
+    return SuiteEntry(
+        model=r.text(node.get("model"), path + ("model",), limit=500) or "",
+        backend=r.text(node.get("backend"), path + ("backend",), limit=100) or "",
+        mode=r.choice(node.get("mode"), path + ("mode",), ("replay", "tokens-only"), default="replay"),
+        template_hash=r.hexhash(node.get("template_hash"), path + ("template_hash",)),
+        prompt_set=MappingProxyType(r.strings(node.get("prompt_set"), path + ("prompt_set",), 1000)),
+        tokenizer=r.text(node.get("tokenizer"), path + ("tokenizer",), limit=500) or "",
+        pricing=None if pricing is None else MappingProxyType(_pricing(pricing, r, path + ("pricing",))),
+        requests_per_month=r.decimal(node.get("requests_per_month"), path + ("requests_per_month",)),
+        fingerprint=MappingProxyType(r.strings(node.get("fingerprint"), path + ("fingerprint",), 500)),
+        metrics=_metrics(node.get("metrics"), r, path + ("metrics",)),
+        latency=MappingProxyType(_latency(node.get("latency"), r, path + ("latency",))),
+        prompts=MappingProxyType(prompts),
+        errors=tuple(r.text(e, path + ("errors", i), False) or ""
+                     for i, e in enumerate(r.items(node.get("errors"), path + ("errors",)))),
+        unmeasured=tuple(r.text(e, path + ("unmeasured", i), False, 1000) or ""
+                         for i, e in enumerate(r.items(node.get("unmeasured"), path + ("unmeasured",)))),
+        repeats=r.count(node.get("repeats"), path + ("repeats",), minimum=1) or 1,
+        load_s=r.real(node.get("load_s"), path + ("load_s",)) or 0.0,
+        wall_s=r.real(node.get("wall_s"), path + ("wall_s",)) or 0.0,
+        verdict=None if verdict is None else _verdict(verdict, r, path + ("verdict",)),
+        prompt_changes=tuple(_change(c, r, path + ("prompt_changes", i))
+                             for i, c in enumerate(r.items(node.get("prompt_changes"), path + ("prompt_changes",)))),
+        baseline_template_hash=r.hexhash(node.get("baseline_template_hash"), path + ("baseline_template_hash",)),
+        baseline_source=r.text(node.get("baseline_source"), path + ("baseline_source",), limit=500),
+    )
+
+
+def _pricing(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+    node = r.strings(value, path, 100)
+    kind = r.choice(node.get("kind"), path + ("kind",), ("tokens", "gpu"))
+    for key, text in node.items():
+        if key == "mode":
+            r.choice(text, path + (key,), ("measured", "configured"))
+        elif key != "kind":
+            r.decimal(text, path + (key,))
+    return {**node, "kind": kind}
+
+
+def _metrics(value: Any, r: _Reader, path: Path_) -> Metrics:
+    node = r.obj(value, path, optional=True)
+    values: dict[str, Any] = {}
+    for name in METRIC_FIELDS:
+        if name in ("n", "errors", "input_tokens_total", "output_tokens_total"):
+            values[name] = r.count(node.get(name), path + (name,)) or 0
+        else:
+            values[name] = r.decimal(node.get(name), path + (name,))
+    values["error_rate"] = values["error_rate"] or Decimal(0)
+    if values["errors"] > values["n"]:
+        raise r.fail(path + ("errors",), f"{values['errors']} errors among {values['n']} requests.")
+    return Metrics(**values)
+
+
+def _latency(value: Any, r: _Reader, path: Path_) -> dict[str, Mapping[str, float] | None]:
+    node = r.obj(value, path, optional=True)
+    out: dict[str, Mapping[str, float] | None] = {}
+    for name, stats in node.items():
+        key = path + (name,)
+        r.text(name, path, False, 100)
+        out[name] = None if stats is None else MappingProxyType(
+            {str(k): r.real(v, key + (k,)) or 0.0 for k, v in r.obj(stats, key).items()})
+    return out
+
+
+def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
+    node = r.obj(value, path)
+
+    def count(name: str, limit: int = MAX_TOKENS) -> int | None:
+        number = r.count(node.get(name), path + (name,))
+        if number is not None and number > limit:
+            raise r.fail(path + (name,), f"{number:,} is beyond any model ({limit:,} at most).")
+        return number
+
+    input_tokens, output_tokens = count("input_tokens"), count("output_tokens")
+    rendered = count("rendered_tokens")
+    runs = node.get("e2e_runs")
+    return PromptResult(
+        id=pid, weight=r.decimal(node.get("weight", "1"), path + ("weight",), positive=True) or Decimal(1),
+        rendered_tokens=rendered if rendered is not None else (input_tokens or 0),
+        input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=count("cached_tokens"),
+        token_source=r.text(node.get("token_source", "tokenizer"), path + ("token_source",), False, 40) or "",
+        ttft_ms=r.real(node.get("ttft_ms"), path + ("ttft_ms",)), e2e_ms=r.real(node.get("e2e_ms"), path + ("e2e_ms",)),
+        tpot_ms=r.real(node.get("tpot_ms"), path + ("tpot_ms",)), busy_ms=r.real(node.get("busy_ms"), path + ("busy_ms",)),
+        runs=r.count(node.get("runs"), path + ("runs",), minimum=1),
+        e2e_runs=None if runs is None else tuple(r.real(v, path + ("e2e_runs", i)) or 0.0
+                                                 for i, v in enumerate(r.items(runs, path + ("e2e_runs",)))),
+        cost=r.decimal(node.get("cost"), path + ("cost",)),
+        output=r.text(node.get("output"), path + ("output",), limit=MAX_TEXT),
+        output_sha=r.hexhash(node.get("output_sha"), path + ("output_sha",)),
+        error=r.text(node.get("error"), path + ("error",)), note=r.text(node.get("note"), path + ("note",)),
+    )
+
+
+def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:
+    node = r.obj(value, path)
+    rows = []
+    for i, row in enumerate(r.items(node.get("rows"), path + ("rows",))):
+        key = path + ("rows", i)
+        item = r.obj(row, key)
+        for name in ("baseline", "candidate", "delta"):
+            r.decimal(item.get(name), key + (name,), signed=True)
+        rows.append(Row(
+            metric=r.text(item.get("metric"), key + ("metric",), False, 500) or "",
+            baseline=item.get("baseline"), candidate=item.get("candidate"), delta=item.get("delta"),
+            delta_pct=r.text(item.get("delta_pct"), key + ("delta_pct",), limit=40),
+            threshold=r.text(item.get("threshold"), key + ("threshold",), limit=200),
+            status=r.choice(item.get("status"), key + ("status",), ROW_STATUSES),
+            interval=r.text(item.get("interval"), key + ("interval",), limit=200)))
+    return SuiteVerdict(
+        status=r.choice(node.get("status"), path + ("status",), ORDER), rows=tuple(rows),
+        notes=tuple(r.text(n, path + ("notes", i), False) or ""
+                    for i, n in enumerate(r.items(node.get("notes"), path + ("notes",)))))
+
+
+def _change(value: Any, r: _Reader, path: Path_) -> PromptChange:
+    node = r.obj(value, path)
+    return PromptChange(
+        id=r.text(node.get("id"), path + ("id",), False, 1000) or "",
+        cost_delta=r.decimal(node.get("cost_delta"), path + ("cost_delta",), signed=True),
+        input_tokens_delta=r.count(node.get("input_tokens_delta", 0), path + ("input_tokens_delta",), signed=True) or 0,
+        output_tokens_delta=r.count(node.get("output_tokens_delta", 0), path + ("output_tokens_delta",), signed=True) or 0,
+    )
+
+
+def read_document(path: Path, what: str = "baseline") -> Document | None:
+    """The document at `path`, None when there is none; anything unreadable or damaged is a BaselineError."""
+    fix = ("Restore it from git or re-create it with --costgate-update-baseline." if what == "baseline"
+           else "Write it again with pytest --costgate --costgate-report PATH.")
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise BaselineError(f"{path}: the {what} is over {MAX_BYTES >> 30} GiB; not a costgate document.")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise BaselineError(f"{path}: cannot read the {what}: {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: the {what} is not UTF-8 text. {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}:{exc.lineno}: the {what} is not valid JSON ({exc.msg}). {fix}") from None
+    except RecursionError:
+        raise BaselineError(f"{path}: the {what} is nested too deeply to be a costgate document. {fix}") from None
+    return parse_document(data, str(path), fix)

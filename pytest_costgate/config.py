@@ -1,6 +1,7 @@
 """costgate.yaml -> frozen, validated values. Errors name file, line, field and the fix."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ def load_config(path: Path) -> Config:
         price_source=str(pricing["source"]) if "source" in pricing else None,
         price_date=str(pricing["date"]) if "date" in pricing else None,
         on_missing_baseline=r.string(("on_missing_baseline",), ("pass", "fail")) if "on_missing_baseline" in top else "pass",
-        time_budget_s=r.number(("time_budget_s",)) if "time_budget_s" in top else None,
+        time_budget_s=r.number(("time_budget_s",), Decimal("0.001")) if "time_budget_s" in top else None,
         on_time_budget=r.string(("on_time_budget",), ("judge", "fail")) if "on_time_budget" in top else "judge",
         models=MappingProxyType(models),
     )
@@ -170,6 +171,25 @@ def _name(r: Reader, key: Key, name: Any) -> str:
         raise r.fail(key + (name,), f"the name {name[:60]!r} may hold only letters, digits, '_', '.', '-' and inner "
                      "spaces (at most 100 characters); rename it.")
     return name
+
+
+def _json_value(r: Reader, key: Key, value: Any, depth: int = 0) -> None:
+    """Values sent to a backend as JSON: text, numbers, true/false, null, lists and mappings of them."""
+    if depth > 20:
+        raise r.fail(key, "nested too deeply.")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise r.fail(key + (k,), f"keys must be text; quote {k!r}.")
+            _json_value(r, key + (k,), v, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _json_value(r, key + (i,), v, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise r.fail(key, f"{value} is not a number JSON can carry.")
+    elif not isinstance(value, (str, int, float, bool)) and value is not None:
+        raise r.fail(key, f"{value!s} is read by YAML as a {type(value).__name__}, which can't be sent as JSON; quote "
+                     f"it: '{value!s}'.")
 
 
 def _model(r: Reader, name: str) -> ModelSpec:
@@ -283,7 +303,11 @@ def _template(r: Reader, key: Key, node: dict[str, Any]) -> TemplateSpec | None:
             raise r.fail(ikey, "each message needs exactly one of 'template' (a file) or 'text' (inline Jinja).")
         if "template" in item:
             path = r.path(ikey + ("template",), "template")
-            chat.append((role, path.read_text(encoding="utf-8"), str(path)))
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise r.fail(ikey + ("template",), f"cannot read {path} as UTF-8 text ({exc}). Save it as UTF-8.") from None
+            chat.append((role, source, str(path)))
         else:
             chat.append((role, str(r.value(ikey + ("text",))), f"{r.src.path} ({r.src.where(ikey)})"))
     return TemplateSpec(chat=tuple(chat))
@@ -309,6 +333,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
     params = r.value(key + ("params",)) if "params" in node else {}
     if not isinstance(params, dict):
         raise r.fail(key + ("params",), "expected a mapping of generation parameters (max_tokens, temperature, ...).")
+    _json_value(r, key + ("params",), params)
 
     def setting(name: str) -> Key | None:
         return key + (name,) if name in node else (("defaults", name) if name in defaults else None)
@@ -327,9 +352,9 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         tokens_only=r.boolean(tok) if tok else False,
         thresholds=_rules(r, key + ("thresholds",), default_rules) if "thresholds" in node else default_rules,
         max_error_rate=max_error_rate,
-        warmup=int(r.number(warm, integer=True)) if warm else 0,
-        repeats=int(r.number(rep, Decimal(1), integer=True)) if rep else 1,
+        warmup=int(r.number(warm, integer=True, maximum=Decimal(100_000))) if warm else 0,
+        repeats=int(r.number(rep, Decimal(1), integer=True, maximum=Decimal(1000))) if rep else 1,
         quality=_quality(r, qual) if qual else None,
-        time_budget_s=r.number(budget) if budget else None,
+        time_budget_s=r.number(budget, Decimal("0.001")) if budget else None,
         where=r.src.where(key),
     )

@@ -4,9 +4,12 @@ Both also redact secrets, so whatever is shown passes the one redaction point.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import secrets
-from typing import Iterable
+import traceback
+from typing import Iterable, Iterator
 
 from .redact import redact
 
@@ -66,6 +69,8 @@ def stop_commands() -> tuple[str, str]:
 
 
 _MENTION = re.compile(r"([@#])(?=[\w\d])")
+_ISSUE_REF = re.compile(r"(?i)\b(GH)(-[0-9])")  # GitHub links GH-123 to issue 123
+_SHA = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])([0-9a-f]{6})(?=[0-9a-f]{1,34}\b)")  # commit links
 _AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www|javascript|data|vbscript|file)(?=[:.])")
 
 
@@ -78,4 +83,41 @@ def markdown_cell(value: object, limit: int = 80) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
     text = _AUTOLINK.sub("\\1" + ZWSP, text)  # GFM autolinks bare URLs and www. names
+    text = _ISSUE_REF.sub("\\1" + ZWSP + "\\2", text)
+    text = _SHA.sub("\\1" + ZWSP, text)
     return _MENTION.sub("\\1" + ZWSP, text)  # a zero-width space stops @mentions and #123 links
+
+
+class _SafeRecords(logging.Filter):
+    """Log records from the libraries a backend uses (urllib3 warns with server-sent header text) made safe:
+    redacted, escaped line by line, their traceback formatted without locals."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not hide the record
+            message = str(record.msg)
+        record.msg, record.args = terminal_block(message), None
+        if record.exc_info:
+            record.exc_text = terminal_block("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = terminal_block(record.exc_text)
+        if record.stack_info:
+            record.stack_info = terminal_block(record.stack_info)
+        return True
+
+
+@contextlib.contextmanager
+def safe_logging() -> Iterator[None]:
+    """While a suite runs, every record reaching the root logger's handlers (pytest's captured and live logs
+    among them) passes the redaction point and the terminal escaping."""
+    sanitizer = _SafeRecords()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(sanitizer)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(sanitizer)

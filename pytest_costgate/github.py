@@ -28,11 +28,26 @@ MAX_REDIRECTS = 3
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
-def origin(url: str) -> str:
-    """scheme://host:port of a URL, with the default port made explicit."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+def origin(url: object) -> str | None:
+    """scheme://host:port of an http(s) URL that urllib and urllib3 (what requests sends with) read alike;
+    None for anything else (backslashes, userinfo, spaces, a bad port), which is then never trusted."""
+    from urllib3.util import parse_url
+
+    if not isinstance(url, str) or "\\" in url or "@" in url or any(c.isspace() or not c.isprintable() for c in url):
+        return None
+    try:
+        ours, theirs = urlsplit(url), parse_url(url)
+        port = ours.port
+    except ValueError:
+        return None
+    scheme = ours.scheme.lower()
+    if scheme not in ("http", "https") or not ours.hostname:
+        return None
+    default = {"http": 80, "https": 443}[scheme]
+    if (theirs.scheme or "").lower() != scheme or (theirs.host or "").lower().strip("[]") != ours.hostname.lower() \
+            or (theirs.port or default) != (port or default):
+        return None
+    return f"{scheme}://{ours.hostname.lower()}:{port or default}"
 
 
 @dataclass(frozen=True)
@@ -53,8 +68,8 @@ def target_from_env(pr: int | None = None, repo: str | None = None) -> Target:
     if pr is None:
         pr = _event_pr()
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    if urlsplit(api).scheme not in ("http", "https") or not urlsplit(api).hostname:
-        raise GitHubError(f"GITHUB_API_URL {api!r} is not an http(s) URL.")
+    if origin(api) is None:
+        raise GitHubError(f"GITHUB_API_URL {redact(api)[:100]!r} is not a plain http(s) URL.")
     graphql = os.environ.get("GITHUB_GRAPHQL_URL", api + "/graphql")
     if origin(graphql) != origin(api):
         raise GitHubError(f"GITHUB_GRAPHQL_URL {graphql!r} is not on the origin of GITHUB_API_URL {api!r}; the "
@@ -92,7 +107,10 @@ class GitHub:
     def __init__(self, token: str, api: str = "https://api.github.com", retries: int = 3,
                  sleep: Callable[[float], None] | None = None, max_wait: float = 60.0) -> None:
         register(token)
-        self.origin = origin(api)
+        home = origin(api)
+        if home is None:
+            raise GitHubError(f"the API URL {redact(api)[:100]!r} is not a plain http(s) URL.")
+        self.origin = home
         self.session = requests.Session()
         self.session.trust_env = False  # no .netrc credentials or proxies picked up behind our back
         self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
@@ -101,7 +119,7 @@ class GitHub:
         self.warnings: list[str] = []
 
     def _check(self, url: str) -> None:
-        if origin(url) != self.origin:
+        if origin(url) is None or origin(url) != self.origin:
             raise GitHubError(f"refusing to send the GitHub token to {_origin_text(url)}: only "
                               f"{self.origin} (GITHUB_API_URL) gets it.")
 
@@ -114,7 +132,7 @@ class GitHub:
                 return response
             location = response.headers.get("Location", "")
             target = urljoin(url, location)
-            if origin(target) != self.origin:
+            if origin(target) is None or origin(target) != self.origin:
                 raise GitHubError(f"{method} {url} redirected to {_origin_text(target)}, another origin; not "
                                   "followed, so the token stays with GITHUB_API_URL.")
             url = target
@@ -160,7 +178,7 @@ class GitHub:
             found += [c for c in page if isinstance(c, dict)] if isinstance(page, list) else []
             match = _NEXT.search(response.headers.get("Link", ""))
             url = urljoin(url, match.group(1)) if match else None
-            if url and origin(url) != self.origin:
+            if url and (origin(url) is None or origin(url) != self.origin):
                 self.warnings.append(f"the next page of comments is on {_origin_text(url)}, not the API origin; "
                                      "not followed (the token stays home), so older comments were not searched")
                 url = None
@@ -188,7 +206,7 @@ def post(body: str, target: Target, token: str, behavior: str = "update", marker
          client: GitHub | None = None, author: str | None = None) -> Posted:
     """Create, update, replace or hide-and-replace our comment; a read-only token falls back to the summary.
 
-    Ours means: carries `marker` and was written by `author` (default: the token's own login, or
+    Ours means: begins with `marker` and was written by `author` (default: the token's own login, or
     github-actions[bot] for the Actions token, which can't read its login).
     """
     if behavior not in BEHAVIORS:
@@ -202,7 +220,9 @@ def post(body: str, target: Target, token: str, behavior: str = "update", marker
     try:
         if behavior != "new":
             who = author or gh.login(target.api) or ACTIONS_BOT
-            ours = [c for c in gh.comments(target) if marker in str(c.get("body") or "")
+            # Ours: it begins with our marker (as every body we post does) and we wrote it. Other workflows post
+            # as github-actions[bot] too, so the author alone is not enough, nor a marker quoted inside a body.
+            ours = [c for c in gh.comments(target) if str(c.get("body") or "").startswith(marker)
                     and str((c.get("user") or {}).get("login", "")).lower() == who.lower()]
         else:
             ours = []
@@ -237,8 +257,11 @@ def _first_error(errors: Any) -> str:
 
 
 def _origin_text(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "an unparsable address"
 
 
 def _fallback(body: str, reason: str, marker: str) -> Posted:
@@ -261,5 +284,5 @@ def _message(response: requests.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        return shorten(response.text[:8192].strip() or response.reason, 200)
+        return shorten(response.text.strip() or response.reason, 200)
     return shorten(data.get("message", data) if isinstance(data, dict) else data, 300)

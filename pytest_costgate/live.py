@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import re
 import shutil
 import subprocess
 import tarfile
@@ -17,26 +18,35 @@ from .document import Document, SuiteEntry
 from .errors import ConfigError, CostgateError
 from .redact import shorten
 
+_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./@{}~^:+-]{0,199}")
+
 
 def base_config(config: Config, ref: str) -> Config | None:
     """The base ref's costgate config, read from a `git archive` of that ref (the working tree stays as it is).
 
     Returns None for the config when the ref has no config at that path (every suite is then new).
     """
+    if not _REF.fullmatch(ref):
+        raise CostgateError(f"--costgate-against {ref[:60]!r}: not a git ref (a branch, tag or commit such as "
+                            "origin/main); it may not start with '-' or hold spaces.")
     folder = config.path.parent
     top = _git(["rev-parse", "--show-toplevel"], folder).decode().strip()
     try:
-        archive = _git(["archive", "--format=tar", ref], Path(top))
+        commit = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], Path(top))
+        archive = _git(["archive", "--format=tar", commit.decode().strip()], Path(top))
     except CostgateError as exc:
         raise CostgateError(f"--costgate-against {ref}: git cannot read that ref ({exc}). Fetch it first, e.g. "
                             "actions/checkout with fetch-depth: 0, or git fetch origin main.") from None
     tree = Path(tempfile.mkdtemp(prefix="costgate-base-"))
     atexit.register(shutil.rmtree, tree, True)  # read while suites run; gone when the process ends
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        try:
-            tar.extractall(tree, filter="data")
-        except TypeError:  # Python without extraction filters; the archive comes from our own git
-            tar.extractall(tree)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            try:
+                tar.extractall(tree, filter="data")
+            except TypeError:  # Python without extraction filters; the archive comes from our own git
+                tar.extractall(tree)
+    except (tarfile.TarError, OSError) as exc:
+        raise CostgateError(f"--costgate-against {ref}: cannot unpack the ref's files ({exc}).") from None
     path = tree / config.path.resolve().relative_to(Path(top).resolve())
     if not path.exists():
         return None

@@ -75,17 +75,24 @@ def setting(config: pytest.Config, name: str) -> str | None:
     return str(config.getini(name)).strip() or None
 
 
+def usage(message: str) -> pytest.UsageError:
+    """A usage error whose text (which may quote a value from a file a pull request changed) is safe to print."""
+    from .escape import terminal_block
+
+    return pytest.UsageError(terminal_block(message))
+
+
 def flag(config: pytest.Config, name: str) -> bool:
     if config.getoption(name):
         return True
     try:
         value = config.getini(name)
     except ValueError as exc:
-        raise pytest.UsageError(f"ini option {name}: expected true or false ({exc}).") from None
+        raise usage(f"ini option {name}: expected true or false ({exc}).") from None
     if isinstance(value, str):  # an ini value pytest did not convert (older pytest)
         text = value.strip().lower()
         if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-            raise pytest.UsageError(f"ini option {name} = {value!r}: expected true or false.")
+            raise usage(f"ini option {name} = {value[:40]!r}: expected true or false.")
         return text in ("1", "true", "yes", "on")
     return bool(value)
 
@@ -94,7 +101,7 @@ def read_state(config: pytest.Config) -> State:
     """Load the config and baseline and check every option; a mistake is a UsageError naming it."""
     from .config import load_config
     from .errors import CostgateError
-    from .escape import terminal_block
+    from .redact import shorten
     from .schema import read_document
 
     here = Path(config.invocation_params.dir)
@@ -129,10 +136,13 @@ def read_state(config: pytest.Config) -> State:
             raise CostgateError(f"--costgate-markdown-template {template}: no such file. Fix the path or leave the "
                                 "option out to use the built-in comment.")
     except CostgateError as exc:
-        raise pytest.UsageError(terminal_block(f"costgate: {exc}")) from None
+        raise usage(f"costgate: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - never an INTERNALERROR (whose locals would show config values)
+        raise usage(f"costgate: internal error while reading {path}: {type(exc).__name__}: {shorten(exc, 300)}. "
+                    "This is a bug in pytest-costgate; please report it.") from None
     partial = flag(config, "costgate_update_partial")
     if partial and not update:
-        raise pytest.UsageError("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
+        raise usage("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
     return State(
         cg, baseline, flag(config, "costgate_tokens_only"), update,
         report=_path(here, setting(config, "costgate_report")), markdown=_path(here, setting(config, "costgate_markdown")),
@@ -154,6 +164,5 @@ def deadline(option: str | None, configured: Any) -> float | None:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
-        raise pytest.UsageError(f"--costgate-time-budget {str(option)[:40]!r}: expected a positive number of seconds, "
-                                "e.g. 600.")
+        raise usage(f"--costgate-time-budget {str(option)[:40]!r}: expected a positive number of seconds, e.g. 600.")
     return time.perf_counter() + seconds

@@ -56,6 +56,12 @@ class SuiteItem(pytest.Item):
     """`costgate.yaml::suite-name`: replays the suite and fails on fail-level breaches."""
 
     def runtest(self) -> None:
+        from .escape import safe_logging
+
+        with safe_logging():
+            self._run()
+
+    def _run(self) -> None:
         from .gate import run_suite
         from .redact import redact_json_text
         from .report.terminal import breach_lines

@@ -8,16 +8,18 @@ a server echoes back in another form.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
 import threading
 from typing import Any, Iterable
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary words and numbers
-ENV_SECRET = re.compile(r"(?i)(KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|SESSION)")
+ENV_SECRET = re.compile(r"(?i)(KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|_PWD$)")
+ENV_NOT_SECRET = frozenset({"PWD", "OLDPWD", "PASSWD_FILE", "SSH_AUTH_SOCK", "TOKENIZERS_PARALLELISM"})
 ENV_MIN_LENGTH = 8  # env vars found by name alone must look like a credential to be masked
 SENSITIVE_HEADER = re.compile(r"(?i)(auth|key|token|secret|cookie|session|signature|password|credential)")
 # Credentials no one registered: auth schemes, well-known key shapes, URL userinfo, key=... query params.
@@ -43,7 +45,10 @@ def register(value: Any) -> None:
     value = value.strip()
     if len(value) < MIN_LENGTH:
         return
-    forms = {value, quote(value, safe=""), json.dumps(value)[1:-1], unquote(value)}
+    quoted = quote(value, safe="")
+    forms = {value, quoted, quoted.lower(), quote(value), quote_plus(value), json.dumps(value)[1:-1],
+             json.dumps(value)[1:-1].replace("/", "\\/"), unquote(value), html.escape(value),
+             " ".join(value.split()), base64.b64encode(value.encode("utf-8", "surrogatepass")).decode()}
     global _compiled
     with _lock:
         before = len(_secrets)
@@ -63,10 +68,12 @@ def register_url(url: Any) -> None:
     if parts.password:
         register(parts.password)
         register(unquote(parts.password))
-        pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
-        register(base64.b64encode(pair.encode()).decode())
     elif parts.username:
-        register(parts.username)
+        register(parts.username)  # a token passed as the user name (http://TOKEN@host)
+        register(unquote(parts.username))
+    if parts.username or parts.password:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        register(base64.b64encode(pair.encode("utf-8", "surrogatepass")).decode())  # the Basic-auth form
 
 
 def register_headers(headers: Any) -> None:
@@ -74,9 +81,11 @@ def register_headers(headers: Any) -> None:
     if not isinstance(headers, dict):
         return
     for name, value in headers.items():
-        if SENSITIVE_HEADER.search(str(name)):
-            register(str(value))
-            scheme, _, rest = str(value).partition(" ")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**100:
+            value = str(value)  # YAML reads an all-digit key as a number
+        if isinstance(name, str) and isinstance(value, str) and SENSITIVE_HEADER.search(name):
+            register(value)
+            scheme, _, rest = value.partition(" ")
             if rest and scheme.isalpha():
                 register(rest)  # "Bearer <token>": the token alone may be echoed
 
@@ -84,6 +93,8 @@ def register_headers(headers: Any) -> None:
 def register_environment(environ: Any = None) -> None:
     """Mask every env var whose name says it holds a secret (GITHUB_TOKEN, OPENAI_API_KEY, ...)."""
     for name, value in (environ if environ is not None else os.environ).items():
+        if name.upper() in ENV_NOT_SECRET:
+            continue
         if ENV_SECRET.search(name) and isinstance(value, str) and len(value.strip()) >= ENV_MIN_LENGTH:
             register(value)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
@@ -9,6 +10,9 @@ from typing import Any, Iterable
 import yaml
 
 Key = tuple[Any, ...]
+MAX_NUMBER = Decimal(10) ** 15  # prices, traffic, limits: beyond this a value is a typo
+_THOUSANDS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
+_UNDERSCORES = re.compile(r"[0-9]+(_[0-9]+)*(\.[0-9]+)?")
 
 
 class Located:
@@ -56,12 +60,29 @@ def parse_yaml(text: str, path: Path, error: type[Exception]) -> Located:
         ) from exc
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise error(f"{path}: the YAML is nested too deeply; flatten it.") from None
     lines: dict[Key, int] = {}
     if node is None:
         return Located(path, None, lines)
     loader = yaml.SafeLoader("")
-    data = _build(node, (), lines, loader, path, error)
+    try:
+        data = _build(node, (), lines, loader, path, error, _Budget())
+    except RecursionError:
+        raise error(f"{path}: the YAML is nested too deeply; flatten it.") from None
     return Located(path, data, lines)
+
+
+class _Budget:
+    """Bounds on building a document: aliases can make a few hundred bytes expand to gigabytes."""
+
+    MAX_NODES = 10_000_000
+    MAX_REPEATED = 100_000  # nodes built a second time through an alias
+
+    def __init__(self) -> None:
+        self.nodes = self.repeated = 0
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
 
 
 def load_yaml(path: Path, what: str, error: type[Exception]) -> Located:
@@ -77,13 +98,34 @@ def load_yaml(path: Path, what: str, error: type[Exception]) -> Located:
 
 def _build(
     node: yaml.Node, key: Key, lines: dict[Key, int], loader: yaml.SafeLoader, path: Path,
-    error: type[Exception],
+    error: type[Exception], budget: _Budget,
 ) -> Any:
-    lines.setdefault(key, node.start_mark.line + 1)
+    line = node.start_mark.line + 1
+    lines.setdefault(key, line)
+    ident = id(node)
+    if ident in budget.open:
+        raise error(f"{path}:{line}: this YAML alias refers to the value it is inside (a recursive structure); "
+                    "write the value out instead.")
+    budget.nodes += 1
+    if ident in budget.seen:
+        budget.repeated += 1
+    budget.seen.add(ident)
+    if budget.nodes > budget.MAX_NODES or budget.repeated > budget.MAX_REPEATED:
+        raise error(f"{path}:{line}: the YAML expands to too many values (aliases repeating aliases?); write it "
+                    "out plainly.")
+    budget.open.add(ident)
+    try:
+        return _build_node(node, key, lines, loader, path, error, budget)
+    finally:
+        budget.open.discard(ident)
+
+
+def _build_node(node: yaml.Node, key: Key, lines: dict[Key, int], loader: yaml.SafeLoader, path: Path,
+                error: type[Exception], budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k_node, v_node in node.value:
-            k = loader.construct_object(k_node, deep=True)
+            k = _scalar(k_node, loader, path, error) if isinstance(k_node, yaml.ScalarNode) else None
             if not isinstance(k, (str, int, bool, float)) or k is None:
                 raise error(f"{path}:{k_node.start_mark.line + 1}: mapping keys must be plain names.")
             if k in out:
@@ -92,11 +134,21 @@ def _build(
                     "keep one."
                 )
             lines[key + (k,)] = k_node.start_mark.line + 1
-            out[k] = _build(v_node, key + (k,), lines, loader, path, error)
+            out[k] = _build(v_node, key + (k,), lines, loader, path, error, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(n, key + (i,), lines, loader, path, error) for i, n in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_build(n, key + (i,), lines, loader, path, error, budget) for i, n in enumerate(node.value)]
+    return _scalar(node, loader, path, error)
+
+
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader, path: Path, error: type[Exception]) -> Any:
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}:{node.start_mark.line + 1}: unsupported YAML value ({getattr(exc, 'problem', None) or exc}); "
+                    "only plain YAML (text, numbers, true/false, lists, mappings) is allowed.") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a timestamp out of range
+        raise error(f"{path}:{node.start_mark.line + 1}: unreadable YAML value ({exc}).") from None
 
 
 class Reader:
@@ -137,17 +189,26 @@ class Reader:
             raise self.fail(key, f"'{node}' is not one of {', '.join(choices)}.{did_you_mean(node, choices)}")
         return node
 
-    def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False) -> Decimal:
+    def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False,
+               maximum: Decimal = MAX_NUMBER) -> Decimal:
         node = self.value(key)
+        text = str(node).strip()
         try:
-            if isinstance(node, bool) or not isinstance(node, (int, float, str)):
+            if isinstance(node, bool) or not isinstance(node, (int, float, str)) or len(text) > 60:
                 raise InvalidOperation
-            number = Decimal(str(node).replace("_", "").replace(",", ""))
+            if "," in text:  # thousands separators only: 1,200,000 (never a decimal comma: 1,5)
+                if not _THOUSANDS.fullmatch(text):
+                    raise self.fail(key, f"{text!r}: write decimals with a dot (1.5) and thousands as 1,200,000 or "
+                                         "1_200_000.")
+                text = text.replace(",", "")
+            number = Decimal(text.replace("_", "") if _UNDERSCORES.fullmatch(text) else text)
         except InvalidOperation:
             raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
+        what = "a whole number" if integer else "a number"
         if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):
-            what = "a whole number" if integer else "a number"
-            raise self.fail(key, f"expected {what} >= {minimum}, got {node}.")
+            raise self.fail(key, f"expected {what} >= {minimum}, got {_kind(node)}.")
+        if number > maximum:
+            raise self.fail(key, f"expected {what} of at most {maximum:,}, got {_kind(node)}; a typo?")
         return number
 
     def boolean(self, key: Key) -> bool:
@@ -157,8 +218,12 @@ class Reader:
         return node
 
     def path(self, key: Key, what: str) -> Path:
-        path = (self.base / self.string(key)).resolve()
-        if not path.is_file():
+        try:
+            path = (self.base / self.string(key)).resolve()
+            found = path.is_file()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise self.fail(key, f"{what} path cannot be resolved ({exc}). Fix the path.") from None
+        if not found:
             raise self.fail(key, f"{what} '{path}' does not exist. Fix the path (relative to "
                             f"{self.base}) or create the file.")
         return path
@@ -167,5 +232,5 @@ class Reader:
 def _kind(node: Any) -> str:
     if node is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: f"'{node}'", bool: f"{node}".lower()}.get(
-        type(node), repr(node))
+    shown = {dict: "a mapping", list: "a list", str: f"'{node}'", bool: f"{node}".lower()}.get(type(node), repr(node))
+    return shown if len(shown) <= 60 else shown[:59] + "…"

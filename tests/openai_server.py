@@ -68,6 +68,24 @@ class FakeOpenAI:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        if action == "badheader":  # a header line without a colon, echoing the key: urllib3 logs it with a traceback
+            raw = (b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}\n\n'
+                   b"data: [DONE]\n\n")
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: "
+                          + str(len(raw)).encode() + b"\r\nX-Trace ##[error]title=pwned::x; echo "
+                          + h.headers.get("Authorization", "").encode() + b"\r\n\r\n" + raw)
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        if action == "401-padded":  # the key far into the body, after whitespace: cutting before redacting leaks it
+            payload = json.dumps({"error": {"message": "Incorrect API key provided: " + " " * 8180
+                                            + h.headers.get("Authorization", "")}}).encode()
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
         if action == "401-echo":
             payload = json.dumps({"error": {"message": "Incorrect API key provided: "
                                             + h.headers.get("Authorization", "") + " and " + h.headers.get("X-Api-Key", ""),

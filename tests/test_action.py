@@ -142,3 +142,21 @@ def test_outputs_take_only_known_shapes_from_the_report(workspace, github_env, t
     done = subprocess.run([sys.executable, "-", str(report), "0"], input=script.replace("\n        ", "\n").strip(),
                           capture_output=True, text=True)
     assert done.stdout.splitlines() == ["verdict=pass", "monthly-delta-usd="]
+
+
+def test_two_gates_in_one_repository_keep_two_comments(tmp_path, github_env):
+    """A monorepo: the action used twice, with working-directory services/a and services/b."""
+    server, env = github_env
+    repo = tmp_path / "mono"
+    for name in ("a", "b"):
+        space = repo / "services" / name
+        shutil.copytree(ROOT / "fixtures" / "demo", space, ignore=shutil.ignore_patterns("__pycache__"))
+        config = space / "costgate.yaml"
+        config.write_text(config.read_text().replace("../onnx/", f"{ROOT / 'fixtures' / 'onnx'}/"))
+    for name in ("a", "b", "a"):
+        code, _, log = run_action(repo, env, install="false", **{"working-directory": f"services/{name}",
+                                                                  "pytest-args": "-k support"})
+        assert code == 0, log
+    assert len(server.comments) == 2
+    assert {c["body"].splitlines()[0] for c in server.comments} == {
+        "<!-- costgate-comment: services/a/costgate.yaml -->", "<!-- costgate-comment: services/b/costgate.yaml -->"}

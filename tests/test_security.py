@@ -279,7 +279,7 @@ def test_only_our_own_comment_is_updated_and_gate_ids_keep_two_comments():
 
 
 def test_marker_gate_id_cannot_break_out_of_the_html_comment():
-    assert marker("a --> <script>") == "<!-- costgate-comment: a_-___script_ -->"
+    assert marker("a --> <script>") == "<!-- costgate-comment: a%20-%2D%3E%20%3Cscript%3E -->"
     assert marker("../x/costgate.yaml") == "<!-- costgate-comment: ../x/costgate.yaml -->"
 
 
@@ -389,3 +389,144 @@ def test_terminal_escape_unit():
     assert not terminal("  ::warning::x").lstrip().startswith("::")
     assert "##[" not in terminal("x ##[error]y")
     assert terminal("\ud800") == "\\ud800"  # a lone surrogate prints instead of crashing the session
+
+
+# Regressions from the adversarial review of the first version.
+
+def test_library_log_records_are_redacted_and_escaped(pytester, monkeypatch):
+    """urllib3 logs a malformed header line (echoing the key, with '##[') and a traceback; pytest prints it."""
+    server = FakeOpenAI()
+    try:
+        server.default = "badheader"
+        monkeypatch.setenv("TEST_API_KEY", KEY)
+        pytester.makefile(".jsonl", prompts=PROMPTS)
+        pytester.makefile(".j2", t="Q: {{ q }}")
+        pytester.makefile(".yaml", costgate=f"""models:
+  api: {{backend: openai, base_url: "{server.url}", api_key_env: TEST_API_KEY, max_retries: 0}}
+suites:
+  s: {{model: api, prompts: prompts.jsonl, template: t.j2}}
+""")
+        for actions in ("true", "false"):
+            monkeypatch.setenv("GITHUB_ACTIONS", actions)
+            result = pytester.runpytest("--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider",
+                                        "-rA", "--log-level=DEBUG")
+            text = streams(result)
+            assert "Failed to parse headers" in text  # the record is shown...
+            assert KEY not in text  # ...redacted
+            commands = [line for line in text.splitlines() if "##[" in line or
+                        (line.lstrip().startswith("::") and "stop-commands" not in line
+                         and not re.fullmatch(r"::[0-9a-f]{32}::", line))]
+            assert commands == []
+    finally:
+        server.close()
+
+
+def test_a_secret_far_into_an_error_body_is_never_cut_into_view(openai_server, monkeypatch):
+    from pytest_costgate.backends import Request
+    from pytest_costgate.backends.openai import OpenAIBackend
+    from pytest_costgate.config import ModelSpec, TokenizerSpec
+
+    monkeypatch.setenv("TEST_API_KEY", KEY)
+    openai_server.default = "401-padded"
+    spec = ModelSpec("m", "openai", {"base_url": openai_server.url, "api_key_env": "TEST_API_KEY", "max_retries": 0},
+                     TokenizerSpec("cl100k_base"), None, "costgate.yaml:3", Path("."))
+    done = OpenAIBackend(spec).complete(Request("p", "hi", {}))
+    assert "Incorrect API key provided: ***" in done.error and KEY[:5] not in done.error
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.2:{other}\\@127.0.0.1:{home}/repos/acme/app/issues/7/comments",
+    "http://127.0.0.1:{home}@127.0.0.2:{other}/x", "http://127.0.0.1:99999/x", "http://[::1/x",
+    "HTTP://127.0.0.2:{other}/x", "http://127.0.0.1:{home} /x",
+])
+def test_urls_the_two_parsers_read_differently_are_never_trusted(url):
+    from pytest_costgate.github import origin
+
+    home_url = "http://127.0.0.1:8000"
+    link = url.format(home=8000, other=9000)
+    assert origin(link) != origin(home_url)
+
+
+def test_github_backslash_location_sends_nothing_to_the_other_host():
+    gh, other = FakeGitHub(), FakeGitHub()
+    try:
+        home_port, other_port = gh.url.rsplit(":", 1)[1], other.url.rsplit(":", 1)[1]
+        gh.redirect = (302, f"http://127.0.0.1:{other_port}\\@127.0.0.1:{home_port}/repos/acme/app/issues/7/comments")
+        target = Target("acme/app", 7, gh.url, gh.url + "/graphql")
+        with pytest.raises(GitHubError, match="not followed"):
+            post(f"{marker('g')}\nbody", target, GH_TOKEN, "update", marker("g"), GitHub(GH_TOKEN, gh.url))
+        assert other.log == []
+    finally:
+        gh.close()
+        other.close()
+
+
+def test_a_marker_quoted_inside_another_bots_comment_is_not_ours():
+    gh = FakeGitHub()
+    try:
+        target = Target("acme/app", 7, gh.url, gh.url + "/graphql")
+        echo = gh.add(f"Deploy preview for: {marker('costgate.yaml')} (PR title)", login="github-actions[bot]")
+        post(f"{marker('costgate.yaml')}\nours", target, GH_TOKEN, "delete-and-new", marker("costgate.yaml"),
+             GitHub(GH_TOKEN, gh.url))
+        assert echo in gh.comments and echo["body"].endswith("(PR title)")
+    finally:
+        gh.close()
+
+
+def test_gate_ids_that_differ_keep_distinct_markers():
+    ids = ["svc a/costgate.yaml", "svc_a/costgate.yaml", "x--y", "x-y", "a" * 150, "a" * 150 + "b"]
+    assert len({marker(i) for i in ids}) == len(ids)
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ("{backend: openai, base_url: 'http://127.0.0.1:1/v1', timeout_s: " + "9" * 400 + "}", "timeout_s: expected a"),
+    ("{backend: openai, base_url: 'http://127.0.0.1:1/v1', headers: {X-Api-Key: " + "7" * 200 + "}}",
+     "the value of header 'X-Api-Key' must be text on one line"),
+    ("{backend: openai, base_url: 'http://127.0.0.1:1/v1', headers: {X-Api-Key: " + "7" * 5000 + "}}",
+     "unreadable YAML value (Exceeds the limit"),
+    ("{backend: openai, base_url: 'http://[::1/v1'}", "base_url: expected an http(s) URL"),
+    ("{backend: openai, base_url: 'http://127.0.0.1:1/v1', max_retries: " + "1" * 300 + "}", "max_retries: expected"),
+], ids=["huge-timeout", "long-int-header", "huge-int-header", "bad-ipv6", "huge-retries"])
+def test_config_values_that_broke_loading_are_clear_errors(pytester, model, fragment):
+    pytester.makefile(".jsonl", prompts=PROMPTS)
+    pytester.makefile(".yaml", costgate=f"models:\n  m: {model}\nsuites:\n  s: {{model: m, prompts: prompts.jsonl}}\n")
+    result = pytester.runpytest("--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider",
+                                "--fulltrace", "-l")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = streams(result)
+    assert fragment in text and "INTERNALERROR" not in text and "Traceback" not in text
+
+
+def test_ini_values_in_usage_errors_are_escaped(pytester):
+    pytester.makeini("[pytest]\ncostgate = true\ncostgate_tokens_only = ##[error]title=pwned::x\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not any("##[" in line for line in result.outlines + result.errlines)
+
+
+@pytest.mark.parametrize("ref", ["--output=victim.txt", "-h", "a b", "HEAD;rm"])
+def test_against_refuses_refs_that_look_like_options(pytester, ref):
+    pytester.makefile(".jsonl", prompts=PROMPTS)
+    pytester.makefile(".yaml", costgate="models:\n  m: {backend: python, function: 'x:y'}\nsuites:\n"
+                                        "  s: {model: m, prompts: prompts.jsonl}\n")
+    victim = pytester.path / "victim.txt"
+    victim.write_text("precious")
+    result = pytester.runpytest("--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider",
+                                f"--costgate-against={ref}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert victim.read_text() == "precious"
+    assert "not a git ref" in streams(result)
+
+
+def test_more_encoded_forms_are_masked():
+    from urllib.parse import quote
+
+    secret = "s3cr3t/Key+value=="
+    register(secret)
+    for form in (quote(secret), quote(secret, safe=""), quote(secret, safe="").lower(), json.dumps(secret)[1:-1],
+                 json.dumps(secret)[1:-1].replace("/", "\\/")):
+        assert redact(f"x {form} y") == "x *** y", form
+    register_url("http://TOKENasUSER1:@example.com/v1")
+    import base64
+
+    assert redact(base64.b64encode(b"TOKENasUSER1:").decode()) == "***"

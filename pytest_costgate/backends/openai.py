@@ -45,10 +45,20 @@ class _Retryable(Exception):
 def _number(options: Mapping[str, Any], name: str, fail: Callable[[str, str], Exception]) -> float:
     default, zero = NUMBERS[name]
     value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not zero):
-        raise fail(name, f"expected a {'non-negative' if zero else 'positive'} number of seconds, got {value!r}.")
+    sane = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        isinstance(value, float) and math.isfinite(value) or isinstance(value, int) and abs(value) <= 10**9)
+    if not sane or not (0 < value <= 10**6 or (zero and value == 0)):
+        raise fail(name, f"expected a {'non-negative' if zero else 'positive'} number of seconds (at most 1,000,000), "
+                         f"got {_safe_repr(value)}.")
     return float(value)
+
+
+def _safe_repr(value: Any) -> str:
+    """repr() that never fails (Python refuses to print ints of over 4,300 digits) and stays short."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "a number of over 30 digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 class OpenAIBackend:
@@ -68,22 +78,28 @@ class OpenAIBackend:
     def check_options(cls, options: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> None:
         """Reject at config load what requests would choke on later (and print its arguments for)."""
         url = options.get("base_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname \
-                or any(c.isspace() or not c.isprintable() for c in url):
-            raise fail("base_url", "expected an http(s) URL such as http://127.0.0.1:8000/v1 (no spaces).")
         register_url(url)
+        try:
+            parsed = urlsplit(url) if isinstance(url, str) else None
+            host = parsed.hostname if parsed else None
+            parsed.port if parsed else None  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            host = None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not host \
+                or any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+            raise fail("base_url", "expected an http(s) URL such as http://127.0.0.1:8000/v1 (no spaces).")
         if options.get("endpoint", "chat") not in ("chat", "completions"):
             raise fail("endpoint", "expected 'chat' or 'completions'.")
         for name in NUMBERS:
             _number(options, name, fail)
         retries = options.get("max_retries", 3)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-            raise fail("max_retries", f"expected a whole number from 0 to 100, got {retries!r}.")
+            raise fail("max_retries", f"expected a whole number from 0 to 100, got {_safe_repr(retries)}.")
         key_env = options.get("api_key_env")
         if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.match(key_env)):
             raise fail("api_key_env", "expected the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                                       "not the key itself.")
-        if key_env is not None and (urlsplit(url).username or urlsplit(url).password):
+        if key_env is not None and (parsed.username or parsed.password):
             raise fail("base_url", "carries credentials (user:password@) and api_key_env is set too; requests "
                                    "would send the Basic credentials instead of the key. Use one of them.")
         headers = options.get("headers", {})
@@ -91,11 +107,13 @@ class OpenAIBackend:
             raise fail("headers", "expected a mapping of header names to values.")
         register_headers(headers)
         for name, value in headers.items():
-            if not isinstance(name, str) or not _HEADER_NAME.match(name):
-                raise fail("headers", f"header name {str(name)[:40]!r} is not a valid HTTP header name.")
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool) or any(
-                    c in str(value) for c in "\r\n\0"):
-                raise fail("headers", f"the value of header {name!r} must be text on one line (no CR, LF or NUL).")
+            if not isinstance(name, str) or not _HEADER_NAME.match(name) or len(name) > 200:
+                raise fail("headers", f"header name {_safe_repr(name)} is not a valid HTTP header name.")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**100:
+                value = str(value)
+            if not isinstance(value, str) or len(value) > 8192 or any(c in value for c in "\r\n\0"):
+                raise fail("headers", f"the value of header {name!r} must be text on one line (no CR, LF or NUL), "
+                                      "at most 8,192 characters.")
 
     def __init__(self, spec: ModelSpec, sleep: Callable[[float], None] = time.sleep) -> None:
         opts = spec.options
@@ -111,7 +129,7 @@ class OpenAIBackend:
         self.shown_url = redact(self.url)
         self.model = str(opts.get("model", spec.name))
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        self.headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})
+        self.headers.update({str(k): str(v) for k, v in (opts.get("headers") or {}).items()})  # checked above
         key_env = opts.get("api_key_env")
         if key_env is not None:
             key = os.environ.get(str(key_env))
@@ -286,7 +304,7 @@ class OpenAIBackend:
             payload = json.loads(raw)
         except ValueError:
             raise BackendError(f"{self.shown_url}: the response is not JSON: "
-                               f"{shorten(raw[:4096].decode('utf-8', 'replace'), 120)!r}") from None
+                               f"{shorten(raw.decode('utf-8', 'replace'), 120)!r}") from None
         e2e = (time.perf_counter() - start) * 1000
         if not isinstance(payload, dict):
             raise BackendError(f"{self.shown_url}: unexpected response: {shorten(payload, 120)}")
@@ -302,7 +320,7 @@ class OpenAIBackend:
         except BackendError:
             detail = "(an oversized error body)"
         except ValueError:
-            detail = raw[:8192].decode("utf-8", "replace").strip() or str(response.reason)
+            detail = raw.decode("utf-8", "replace").strip() or str(response.reason)
         message = f"{self.shown_url} answered HTTP {response.status_code}: {shorten(detail, 300)}"
         if response.status_code in RETRY_STATUS:
             return _Retryable(message, retry_after(response.headers.get("Retry-After")))

@@ -38,9 +38,9 @@ def stream_chunks(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
-            raise BackendError(f"malformed stream event (not JSON): {shorten(data[:4096], 120)!r}") from None
+            raise BackendError(f"malformed stream event (not JSON): {shorten(data, 120)!r}") from None
         if not isinstance(chunk, dict):
-            raise BackendError(f"malformed stream event (not an object): {shorten(data[:4096], 120)!r}")
+            raise BackendError(f"malformed stream event (not an object): {shorten(data, 120)!r}")
         if "error" in chunk and chunk["error"]:
             raise BackendError(f"server error in stream: {shorten(error_message(chunk), 300)}")
         yield chunk
@@ -69,11 +69,12 @@ def chunk_text(chunk: dict[str, Any]) -> str:
 
 
 def error_message(body: Any) -> str:
-    """The human part of an OpenAI-style error body, or the body itself (callers redact, then shorten)."""
+    """The human part of an OpenAI-style error body, or the body itself, whole: callers redact, then shorten
+    (cutting first could leave a secret's prefix behind)."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:8192]
+            return str(err["message"])
         if isinstance(err, str):
-            return err[:8192]
-    return str(body)[:8192]
+            return err
+    return str(body)

@@ -1,6 +1,7 @@
 """The PR cost diff as GitHub-flavoured Markdown, rendered by a Jinja2 template (user-overridable)."""
 from __future__ import annotations
 
+import hashlib
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +23,15 @@ GITHUB_LIMIT = 65_536
 STATUS = {"inconclusive": "❔ inconclusive", "pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "new": "🆕 new", "no-baseline": "➖ no baseline",
           "removed": "🗑️ removed", "error": "💥 error"}
 def gate_id(value: object) -> str:
-    """A gate id safe inside an HTML comment: letters, digits and ._/- only, no '--'."""
-    text = re.sub(r"[^A-Za-z0-9._/-]", "_", str(value or "costgate"))[:100]
-    return re.sub(r"-{2,}", "-", text) or "costgate"
+    """A gate id safe inside an HTML comment, and distinct for distinct ids: letters, digits and ._/- as they
+    are, anything else (and a '-' after a '-') percent-encoded; a long id keeps its start and a hash."""
+    text = str(value or "costgate")
+    safe = re.sub(r"[^A-Za-z0-9._/-]|(?<=-)-", lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8",
+                                                                                                    "surrogatepass")),
+                  text)
+    if len(safe) > 100:
+        safe = safe[:60] + "~" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return safe
 
 
 def marker(gate: object = None) -> str:
@@ -165,6 +172,8 @@ def render_markdown(report: Document, template: Path | None = None, limit: int =
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{template or 'comment.md.j2'}: rendering failed: {exc}") from None
         body = redact(body)
+        if not body.startswith(ctx["marker"]):  # a user's template may leave it out: ours is found by it
+            body = f"{ctx['marker']}\n{body}"
         if len(body) <= limit:
             return body
     return body[: limit - 200] + f"\n\n_Cut at GitHub's {limit:,}-character limit._\n"

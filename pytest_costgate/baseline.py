@@ -168,14 +168,17 @@ def update_baseline(config: Config, suites: Mapping[str, SuiteEntry], partial: b
                 lines.append(f"costgate: warning: the old baseline is unreadable and will be replaced ({exc})")
                 current = None
             stored = dict(current.suites) if current else {}
+            changed = False
             for name, entry in suites.items():
                 merged, message = _merge(name, entry.stored(), stored.get(name), partial)
                 if merged is None:
                     ok = False
                 else:
-                    stored[name] = merged
+                    stored[name], changed = merged, True
                 if message:
                     lines.append(message)
+            if not changed:
+                return Update((*lines, f"costgate: the baseline {path} was left as it was"), ok)
             order = [s.name for s in config.suites]
             kept = {name: stored[name] for name in order if name in stored}
             write_json_atomic(path, document(config, kept, "baseline"))

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import PromptSetError
+from .escape import visible
 from .yamlsrc import did_you_mean, parse_yaml
 
 FIELDS = frozenset({"id", "vars", "messages", "prompt", "weight", "reference", "metadata"})
@@ -73,6 +74,8 @@ def _jsonl_items(text: str, path: Path) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise PromptSetError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}). "
                                  "Each line of a .jsonl prompt set must be one JSON object.") from None
+        except RecursionError:
+            raise PromptSetError(f"{path}:{number}: the record is nested too deeply; flatten it.") from None
     return items
 
 
@@ -96,9 +99,14 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
             raise PromptSetError(f"{where}: unknown field '{name}'.{did_you_mean(str(name), FIELDS)} "
                                  f"Allowed: {', '.join(sorted(FIELDS))}.")
     rid = item.get("id")
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "":
-        raise PromptSetError(f"{where}: missing 'id' (a non-empty string naming this prompt).")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "" or len(str(rid)) > 1000:
+        raise PromptSetError(f"{where}: missing 'id' (a non-empty string of at most 1,000 characters naming this "
+                             "prompt).")
     rid = str(rid)
+    bad = _broken_text(item)
+    if bad is not None:
+        raise PromptSetError(f"{where}: {visible(bad)} holds text that is not valid Unicode (a lone surrogate such as "
+                             "\\ud800); fix the recording.")
     variables = item.get("vars", {})
     if not isinstance(variables, dict):
         raise PromptSetError(f"{where}: '{rid}': 'vars' must be an object of template variables.")
@@ -122,6 +130,24 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
         raise PromptSetError(f"{where}: '{rid}': 'reference' must be a string.")
     return PromptRecord(id=rid, line=line, vars=MappingProxyType(variables), messages=messages,
                         prompt=prompt, weight=weight, reference=reference)
+
+
+def _broken_text(value: Any, where: str = "") -> str | None:
+    """The field holding a string with a lone surrogate (JSON allows them; nothing downstream can encode them)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "the record"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else str(key))
+        found = _broken_text(key, f"a key in {where or 'the record'}") if isinstance(key, str) else None
+        found = found or _broken_text(item, path)
+        if found:
+            return found
+    return None
 
 
 def _messages(value: Any, where: str) -> tuple[Mapping[str, str], ...]:

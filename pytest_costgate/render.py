@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -10,6 +11,9 @@ from typing import Any, Sequence, Union
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+
+from . import watchdog
+from .watchdog import MAX_OUTPUT, WATCHDOG, LimitedSandbox, RenderTimeout, _center
 
 from .config import TemplateSpec
 from .errors import TemplateError
@@ -46,8 +50,22 @@ class PromptRenderer:
             self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
 
     def render_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
-        """Every record rendered, in order."""
-        return [self.render(record) for record in records]
+        """Every record rendered, in order, each within the time and size limits."""
+        if not self.parts:
+            return [self.render(record) for record in records]
+        out: list[Rendered] = []
+        record = None
+        try:
+            with WATCHDOG.watch() as job:
+                for record in records:
+                    job.deadline = time.monotonic() + watchdog.MAX_SECONDS
+                    out.append(self.render(record))
+                job.deadline = float("inf")
+        except RenderTimeout:
+            origin = self.parts[0].origin if len(self.parts) == 1 else "the chat template"
+            raise TemplateError(f"{origin}: rendering prompt '{getattr(record, 'id', '?')}' took over {watchdog.MAX_SECONDS:g}s; "
+                                "a template must render in a moment (look for nested loops).") from None
+        return out
 
     def render(self, record: PromptRecord) -> Rendered:
         """Render one record (its own messages/prompt when the suite has no template)."""
@@ -68,21 +86,28 @@ class PromptRenderer:
 
     def _render(self, part: _Part, context: dict[str, Any], record: PromptRecord) -> str:
         try:
-            return part.template.render(context)
+            text = part.template.render(context)
+        except RenderTimeout:
+            raise
         except jinja2.TemplateError as exc:
             line = _template_line(exc.__traceback__, part.template.filename)
             at = f"{part.origin}:{line}" if line else part.origin
             hint = (" Add the variable to the record's 'vars' or guard it with "
                     "'{% if x is defined %}'." if isinstance(exc, jinja2.UndefinedError) else "")
             raise TemplateError(f"{at}: rendering prompt '{record.id}' failed: {exc}.{hint}") from None
-        except Exception as exc:  # noqa: BLE001 - user template code can raise anything
+        except Exception as exc:  # noqa: BLE001 - user template code can raise anything (MemoryError included)
             raise TemplateError(f"{part.origin}: rendering prompt '{record.id}' failed: "
-                                f"{type(exc).__name__}: {exc}") from None
+                                f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        if len(text) > MAX_OUTPUT:
+            raise TemplateError(f"{part.origin}: prompt '{record.id}' renders to {len(text):,} characters, over the "
+                                f"{MAX_OUTPUT:,} a prompt may have.")
+        return text
 
 
 def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
-    return SandboxedEnvironment(loader=loader, undefined=jinja2.StrictUndefined,
-                                keep_trailing_newline=True, autoescape=False)
+    env = LimitedSandbox(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["center"] = _center
+    return env
 
 
 def _read(path: Path) -> str:

@@ -153,6 +153,16 @@ class FakeOpenAI:
                                                    "finish_reason": None}]}))
         comment = b": keep-alive\n\n"
         h.wfile.write(f"{len(comment):X}\r\n".encode() + comment + b"\r\n")
+        if action == "hugeline":  # one endless line without a newline
+            try:
+                block = b"data: " + b"x" * (1 << 20)
+                h.wfile.write(f"{len(block):X}\r\n".encode() + block + b"\r\n")
+                for _ in range(50):
+                    h.wfile.write(f"{1 << 20:X}\r\n".encode() + b"x" * (1 << 20) + b"\r\n")
+                h.wfile.flush()
+            except OSError:
+                pass
+            return
         if action == "keepalive":  # only comments, for ever (until the client hangs up)
             try:
                 for _ in range(600):

@@ -29,6 +29,11 @@ def project(pytester: pytest.Pytester, config: str | None = None, prompts: str =
         (pytester.path / "costgate-baseline.json").write_text(baseline)
 
 
+def damaged(records: dict, suite_extra: str = "") -> str:
+    """A baseline for suite s whose prompt records (or other fields) are damaged."""
+    return '{"schema": "costgate/1", "suites": {"s": {' + suite_extra + '"prompts": ' + json.dumps(records) + '}}}'
+
+
 CASES = {
     "malformed yaml": (dict(config="models:\n  m: [1\nsuites: {}\n"), ["costgate.yaml:3: not valid YAML*"]),
     "empty config": (dict(config=""), ["*the config is empty*quickstart*"]),
@@ -75,6 +80,60 @@ CASES = {
     "baseline of another schema": (dict(baseline=json.dumps({"schema": "costgate/0", "suites": {}})),
                                    ["*costgate-baseline.json: schema is 'costgate/0', this costgate * reads 'costgate/1'*--costgate-update-baseline*"]),
     "baseline not json": (dict(baseline="{oops"), ["*costgate-baseline.json:1: the baseline is not valid JSON*"]),
+    # issue 9: every class of bad input seen as a traceback, INTERNALERROR or wrong number
+    "integer suite name": (dict(config=f"models:\n{MODEL}suites:\n  1:\n    model: m\n    prompts: prompts.jsonl\n"),
+                           ["*costgate.yaml:8: suites?1?: the name 1 is read by YAML as int, not text; quote it, e.g. '1':.*"]),
+    "yes as a suite name": (dict(config=f"models:\n{MODEL}suites:\n  yes:\n    model: m\n    prompts: prompts.jsonl\n"),
+                            ["*suites?True?: the name True is read by YAML as bool, not text; quote it, e.g. 'true':.*"]),
+    "integer model name": (dict(config=f"models:\n  7:\n    backend: python\n    function: echo_model:run\nsuites:\n{SUITE}"),
+                           ["*models?7?: the name 7 is read by YAML as int*quote it*"]),
+    "suite name with a newline": (dict(config=f'models:\n{MODEL}suites:\n  "a\\nb":\n    model: m\n    prompts: prompts.jsonl\n'),
+                                  ["*may hold only letters, digits*rename it.*"]),
+    "input tokens as a word": (dict(baseline=damaged({"a": {"input_tokens": "many"}})),
+                               ["*costgate-baseline.json: suites.s.prompts.a.input_tokens: expected a whole number >= 0, got 'many'.*"]),
+    "cost NaN": (dict(baseline=damaged({"a": {"cost": "NaN"}})),
+                 ["*suites.s.prompts.a.cost: expected a finite decimal of sane size, got 'NaN'.*"]),
+    "cost 1e999999": (dict(baseline=damaged({"a": {"cost": "1e999999"}})),
+                      ["*suites.s.prompts.a.cost: expected a finite decimal of sane size, got '1e999999'.*"]),
+    "negative output tokens": (dict(baseline=damaged({"a": {"output_tokens": -40000}})),
+                               ["*suites.s.prompts.a.output_tokens: expected a whole number >= 0, got -40000.*"]),
+    "tokens beyond any model": (dict(baseline=damaged({"a": {"input_tokens": 10**15}})),
+                                ["*suites.s.prompts.a.input_tokens: 1,000,000,000,000,000 is beyond any model*"]),
+    "fingerprint a string": (dict(baseline=damaged({}, '"fingerprint": "x", ')),
+                             ["*suites.s.fingerprint: expected an object, got 'x'.*"]),
+    "suite entry a list": (dict(baseline='{"schema": "costgate/1", "suites": {"s": [1, 2]}}'),
+                           ["*costgate-baseline.json: suites.s: expected an object, got ?1, 2?.*"]),
+    "baseline nested deeply": (dict(baseline='{"schema": "costgate/1", "suites": ' + "[" * 100000 + "]" * 100000 + "}"),
+                               ["*costgate-baseline.json: the baseline is nested too deeply*"]),
+    "requests_per_month 1e400": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    requests_per_month: 1e400\n"),
+                                 ["*suites.s.requests_per_month: expected a number of at most 1,000,000,000,000,000, got '1e400'; a typo?"]),
+    "requests_per_month 10**30": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    requests_per_month: {10**30}\n"),
+                                  ["*suites.s.requests_per_month: expected a number of at most*a typo?"]),
+    "decimal comma": (dict(config=f"models:\n{MODEL.replace('pricing: {input_per_1m: 1, output_per_1m: 2}', 'pricing:{0}      input_per_1m: 1,5{0}      output_per_1m: 2').format(chr(10))}suites:\n{SUITE}"),
+                      ["*models.m.pricing.input_per_1m: '1,5': write decimals with a dot (1.5)*"]),
+    "python tag": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    params: {{x: !!python/name:os.system ''}}\n"),
+                   ["*costgate.yaml:12: unsupported YAML value*python/name*only plain YAML*"]),
+    "recursive alias": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    params: &p {{x: *p}}\n"),
+                        ["*this YAML alias refers to the value it is inside*"]),
+    "alias bomb": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    params:\n" + "".join(
+        f"      l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9 if i else ["lol"] * 9) + "]\n" for i in range(9))),
+                   ["*the YAML expands to too many values (aliases repeating aliases?)*"]),
+    "yaml date in params": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    params: {{seed: 2024-01-01}}\n"),
+                            ["*suites.s.params.seed: 2024-01-01 is read by YAML as a date, which can't be sent as JSON; quote it*"]),
+    "max_retries -1": (dict(config="models:\n  m: {backend: openai, base_url: 'http://127.0.0.1:9/v1', max_retries: -1}\n"
+                                   f"suites:\n{SUITE}"),
+                       ["*models.m.max_retries: expected a whole number from 0 to 100, got -1.*"]),
+    "timeout nan": (dict(config="models:\n  m: {backend: openai, base_url: 'http://127.0.0.1:9/v1', timeout_s: .nan}\n"
+                                f"suites:\n{SUITE}"),
+                    ["*models.m.timeout_s: expected a positive number of seconds*"]),
+    "header with a newline": (dict(config="models:\n  m: {backend: openai, base_url: 'http://127.0.0.1:9/v1', "
+                                          "headers: {X-A: \"a\\nb\"}}\n" + f"suites:\n{SUITE}"),
+                              ["*models.m.headers: the value of header 'X-A' must be text on one line*"]),
+    "lone surrogate id": (dict(prompts='{"id": "a\\ud800", "vars": {"q": "x"}}\n'),
+                          ["*prompts.jsonl:1: id holds text that is not valid Unicode*"]),
+    "deeply nested record": (dict(prompts='{"id": "a", "vars": {"q": ' + "[" * 100000 + "]" * 100000 + '}}\n'),
+                             ["*prompts.jsonl:1: the record is nested too deeply*"]),
+    "string times a billion": (dict(template="{{ 'x' * 10**9 }}"), ["*t.j2:1: rendering prompt 'a' failed: '*' would build*"]),
     "baseline with bad records": (dict(baseline=json.dumps({"schema": "costgate/1", "suites": {"s": {"prompts": {"a": 5}}}})),
                                   ["*costgate-baseline.json: suites.s.prompts.a: expected an object, got 5.*--costgate-update-baseline*"]),
 }

@@ -20,7 +20,7 @@ class OnnxBackend:
     """Greedy replay with ONNX Runtime on CUDA (IOBinding, cache on device) or CPU; batched when asked."""
 
     OPTIONS: ClassVar[frozenset[str]] = frozenset({"path", "file", "provider", "provider_options", "batch_size",
-                                                  "max_new_tokens", "threads"})
+                                                  "max_new_tokens", "threads", "eos_token_id"})
 
     def __init__(self, spec: ModelSpec) -> None:
         import onnxruntime as ort
@@ -44,8 +44,7 @@ class OnnxBackend:
         except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exceptions
             raise BackendError(f"{where}: {tokenizer_file} is not a readable tokenizer.json ({exc}).") from None
         generation = {**_json(folder / "config.json", where), **_json(folder / "generation_config.json", where)}
-        eos = generation.get("eos_token_id")
-        self.eos = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        self.eos = _eos_ids(opts, generation, folder, self.tokenizer, where)
         pad = generation.get("pad_token_id")
         self.pad = pad if isinstance(pad, int) else (min(self.eos) if self.eos else 0)
         self.default_max_new = int(opts.get("max_new_tokens", generation.get("max_new_tokens") or 64))
@@ -152,6 +151,36 @@ class OnnxBackend:
                                    token_source="engine", ttft_ms=out.ttft_s * 1000, e2e_ms=wall_ms,
                                    busy_ms=wall_ms / len(requests), token_ids=tuple(out.ids)))
         return done
+
+
+def _eos_ids(opts: Any, generation: dict[str, Any], folder: Path, tokenizer: Any, where: str) -> frozenset[int]:
+    """The ids that end a sequence: the config's eos_token_id, else the eos token the tokenizer files name.
+
+    Without any, greedy decoding would run to max_new_tokens on every prompt and inflate output tokens
+    and cost without a word; that is an error unless the config says `eos_token_id: none`.
+    """
+    if "eos_token_id" in opts:
+        given = opts["eos_token_id"]
+        if given == "none":
+            return frozenset()
+        ids = [given] if isinstance(given, int) else given
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                           for i in ids):
+            raise BackendError(f"{where}: eos_token_id: expected a token id, a list of them, or none.")
+        return frozenset(ids)
+    eos = generation.get("eos_token_id")
+    if isinstance(eos, int) or (isinstance(eos, list) and eos and all(isinstance(i, int) for i in eos)):
+        return frozenset([eos] if isinstance(eos, int) else eos)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        token = _json(folder / name, where).get("eos_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        token_id = tokenizer.token_to_id(token) if isinstance(token, str) else None
+        if token_id is not None:
+            return frozenset([token_id])
+    raise BackendError(f"{where}: {folder} names no end-of-sequence token: config.json and generation_config.json "
+                       "have no eos_token_id, and tokenizer_config.json / special_tokens_map.json no eos_token. Copy "
+                       "those files from the model's repository, or set eos_token_id: N (or none to always generate "
+                       "max_new_tokens).")
 
 
 def _json(path: Path, where: str) -> dict[str, Any]:

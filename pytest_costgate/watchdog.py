@@ -1,0 +1,96 @@
+"""Bounding untrusted template code: a render that runs too long is interrupted, one that grows too big refused.
+
+Jinja2's sandbox stops unsafe attribute access but not `{% for i in range(99999) %}{% for j in
+range(99999) %}` or `'x' * 10**9`. Templates are code a pull request can change, so rendering runs
+under a watchdog thread that raises RenderTimeout in the rendering thread once a prompt's deadline
+passes (template code is pure Python, so the exception arrives between two bytecodes), and the
+sandbox refuses operations that would build huge values at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import operator
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+MAX_OUTPUT = 10_000_000  # characters one rendered prompt may have (about 2.5M tokens)
+MAX_SECONDS = 5.0  # one prompt's render
+
+
+class RenderTimeout(Exception):
+    """Raised inside a render that ran past its deadline."""
+
+
+@dataclass
+class _Job:
+    thread: int
+    deadline: float = float("inf")
+    fired: bool = False
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                for job in self._jobs.values():
+                    if not job.fired and now > job.deadline:
+                        job.fired = True
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread),
+                                                                   ctypes.py_object(RenderTimeout))
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[_Job]:
+        """While inside, set `job.deadline` (a time.monotonic() value) before each render; catch RenderTimeout
+        around the whole block."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="costgate-render-watchdog", daemon=True)
+                self._thread.start()
+            job = self._jobs[threading.get_ident()] = _Job(threading.get_ident())
+        try:
+            yield job
+        finally:
+            with self._lock:
+                self._jobs.pop(job.thread, None)
+                if job.fired:  # queued but perhaps not delivered yet: cancel it
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), None)
+
+
+WATCHDOG = _Watchdog()
+
+
+class LimitedSandbox(SandboxedEnvironment):
+    """The sandbox, refusing `*` and `**` that would build huge strings, lists or numbers in one step."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
+                    raise SecurityError(f"'*' would build a value of {len(seq) * times:,} items (at most {MAX_OUTPUT:,})")
+            return operator.mul(left, right)
+        if operator_ == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(right) > 64 and abs(left) > 1:
+                raise SecurityError("'**' with an exponent over 64 would build a huge number")
+            return operator.pow(left, right)
+        return super().call_binop(context, operator_, left, right)
+
+
+def _center(value: Any, width: int = 80) -> str:
+    if not isinstance(width, int) or width > MAX_OUTPUT:
+        raise SecurityError(f"center width {width!r} is over {MAX_OUTPUT:,}")
+    return str(value).center(width)

@@ -1,0 +1,158 @@
+"""Property-based: whatever bytes, YAML or JSON the loaders get, they load or raise a located CostgateError."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_costgate.config import load_config
+from pytest_costgate.errors import CostgateError
+from pytest_costgate.prompts import load_prompt_set
+from pytest_costgate.schema import parse_document, read_document
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+                    st.sampled_from(["costgate/1", "NaN", "1e999999", "-1", "0.5", "abc1234def", "replay", "fail"]))
+json_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=25)
+
+# Documents shaped like a costgate/1 document, with any value anywhere: the likely damage.
+def mostly(plausible: st.SearchStrategy, weight: int = 4) -> st.SearchStrategy:
+    """Usually the plausible shape, sometimes anything at all."""
+    return st.one_of(*([plausible] * weight), json_values)
+
+
+numbers = st.one_of(st.integers(min_value=-5, max_value=10**6), st.sampled_from(["0.5", "12", "NaN", "1e999999", "-1"]))
+record = st.dictionaries(st.sampled_from(["weight", "input_tokens", "output_tokens", "cost", "e2e_ms", "error",
+                                          "output_sha", "e2e_runs", "runs", "token_source", "cached_tokens"]),
+                         mostly(numbers), max_size=6)
+suite = st.fixed_dictionaries({"prompts": mostly(st.dictionaries(st.text(max_size=8), mostly(record), max_size=3))},
+                              optional={
+    "metrics": mostly(st.dictionaries(st.sampled_from(["n", "errors", "monthly_cost", "cost_per_request",
+                                                        "error_rate", "input_tokens_total"]), mostly(numbers),
+                                      max_size=4)),
+    "fingerprint": mostly(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)),
+    "pricing": mostly(st.fixed_dictionaries({"kind": st.sampled_from(["tokens", "gpu", "x"])}, optional={
+        "input_per_1m": mostly(numbers), "mode": st.sampled_from(["measured", "x"])})),
+    "template_hash": st.one_of(st.none(), st.sampled_from(["b311aedab2c989ea", "zz"]), json_values),
+    "verdict": mostly(st.fixed_dictionaries({"status": st.sampled_from(["pass", "fail", "bogus"])}, optional={
+        "rows": mostly(st.lists(st.dictionaries(st.sampled_from(["metric", "baseline", "delta", "status"]),
+                                                mostly(numbers), max_size=4), max_size=2)),
+        "notes": json_values})),
+    "prompt_changes": mostly(st.lists(st.dictionaries(st.sampled_from(["id", "cost_delta", "input_tokens_delta"]),
+                                                      mostly(numbers), max_size=3), max_size=2)),
+    "latency": json_values, "mode": st.sampled_from(["replay", "tokens-only", "x"]), "requests_per_month": numbers})
+document = st.fixed_dictionaries({"schema": st.just("costgate/1"),
+                                  "suites": mostly(st.dictionaries(st.text(max_size=8), mostly(suite), max_size=3))},
+                                 optional={"summary": mostly(st.dictionaries(st.sampled_from(
+                                     ["status", "monthly_cost", "monthly_delta", "removed_suites"]), mostly(numbers),
+                                     max_size=3)), "kind": st.sampled_from(["report", "baseline", "x"]),
+                                           "environment": json_values, "prices": json_values, "git_sha": json_values})
+
+
+@SETTINGS
+@given(document)
+def test_any_document_parses_or_fails_clearly(doc):
+    try:
+        parsed = parse_document(doc, "fuzz.json")
+    except CostgateError as exc:
+        assert str(exc).startswith("fuzz.json")
+        return
+    json.dumps(parsed.to_json())  # what parsed can be written back
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_baseline_load_or_fail_clearly(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("b") / "baseline.json"
+    path.write_bytes(raw)
+    try:
+        read_document(path)
+    except CostgateError as exc:
+        assert str(path) in str(exc)
+
+
+def _prompt_file(folder: Path, suffix: str, data: bytes) -> Path:
+    path = folder / f"prompts{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+@SETTINGS
+@given(st.lists(json_values, max_size=5), st.sampled_from([".jsonl", ".yaml"]))
+def test_any_records_load_or_fail_clearly(tmp_path_factory, records, suffix):
+    folder = tmp_path_factory.mktemp("p")
+    if suffix == ".jsonl":
+        data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    else:
+        data = yaml.safe_dump(records, allow_unicode=True).encode()
+    try:
+        prompt_set = load_prompt_set(_prompt_file(folder, suffix, data))
+    except CostgateError as exc:
+        assert "prompts" in str(exc)
+        return
+    assert all(isinstance(r.id, str) and r.id for r in prompt_set.records)
+
+
+@SETTINGS
+@given(st.binary(max_size=200), st.sampled_from([".jsonl", ".yaml"]))
+def test_any_bytes_as_a_prompt_set_load_or_fail_clearly(tmp_path_factory, raw, suffix):
+    folder = tmp_path_factory.mktemp("p")
+    try:
+        load_prompt_set(_prompt_file(folder, suffix, raw))
+    except CostgateError:
+        pass
+
+
+model = st.fixed_dictionaries({"backend": st.sampled_from(["python", "python", "openai", "onnx", "nope"])}, optional={
+    "function": mostly(st.just("m:run")), "path": st.just("."),
+    "base_url": mostly(st.sampled_from(["http://127.0.0.1:1/v1", "http://[::1/v1", "ftp://x", "http://a b/"])),
+    "timeout_s": mostly(numbers), "headers": mostly(st.dictionaries(st.sampled_from(["X-A", "bad name"]),
+                                                                    mostly(st.text(max_size=6)), max_size=2)),
+    "pricing": mostly(st.dictionaries(st.sampled_from(["input_per_1m", "output_per_1m", "usd_per_hour", "mode"]),
+                                      mostly(numbers), max_size=3)),
+    "tokenizer": st.one_of(st.sampled_from(["cl100k_base", "nope"]), json_values),
+    "max_retries": mostly(numbers), "api_key_env": mostly(st.sampled_from(["HOME", "1BAD", "NOPE_X"]))})
+suite_config = st.fixed_dictionaries({"model": st.sampled_from(["m", "m", "n"]),
+                                      "prompts": st.sampled_from(["prompts.jsonl", "prompts.jsonl", "missing.jsonl"])},
+                                     optional={
+    "thresholds": mostly(st.dictionaries(st.sampled_from(["input_tokens_mean", "monthly_cost", "latency_p95", "x"]),
+                                         mostly(st.sampled_from(["+5%", "+$1", "5", "off", "+5ms"])), max_size=2)),
+    "params": json_values, "requests_per_month": mostly(numbers), "max_error_rate": mostly(numbers),
+    "repeats": mostly(numbers), "quality": json_values, "time_budget_s": mostly(numbers),
+    "template": mostly(st.sampled_from(["t.j2", "missing.j2"])), "chat_template": json_values})
+config_like = st.fixed_dictionaries({
+    "models": mostly(st.dictionaries(st.sampled_from(["m", "n"]), mostly(model), min_size=1, max_size=2)),
+    "suites": mostly(st.dictionaries(st.sampled_from(["s", "t"]), mostly(suite_config), min_size=1, max_size=2))},
+    optional={"defaults": json_values, "baseline": json_values, "pricing": json_values,
+              "on_missing_baseline": json_values, "time_budget_s": mostly(numbers)})
+
+
+@SETTINGS
+@given(config_like)
+def test_any_config_loads_or_fails_clearly(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("c")
+    (folder / "prompts.jsonl").write_text('{"id": "a", "vars": {}}\n')
+    (folder / "t.j2").write_text("Q: {{ q }}")
+    path = folder / "costgate.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    try:
+        load_config(path)
+    except CostgateError as exc:
+        assert str(path) in str(exc)
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_any_text_as_a_config_loads_or_fails_clearly(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("c") / "costgate.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(path)
+    except CostgateError as exc:
+        assert str(path) in str(exc)

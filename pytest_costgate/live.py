@@ -106,9 +106,9 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
         base_backend.close()
     # One machine, one job: comparable by construction, even where the two sides' backends differ.
     fingerprint = MappingProxyType({**fingerprints[1], "live": ref})
-    base_entry = replace(make_entry(base_spec, base_prep, base_results, "replay", fingerprints[0], load_s, wall_s),
+    base_entry = replace(make_entry(base_spec, base_prep.meta(), base_results, "replay", fingerprints[0], load_s, wall_s),
                          unmeasured=(), fingerprint=fingerprint)  # prompts only the base has are "gone"
-    head_entry = replace(make_entry(spec, head_prep, head_results, "replay", fingerprints[1], load_s, wall_s),
+    head_entry = replace(make_entry(spec, head_prep.meta(), head_results, "replay", fingerprints[1], load_s, wall_s),
                          fingerprint=fingerprint)
     return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}", head_prep.references())
 

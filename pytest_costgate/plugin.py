@@ -1,7 +1,6 @@
 """pytest hooks only, in lifecycle order; the work happens in the pure modules they call."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -9,7 +8,6 @@ import pytest
 
 from .options import State, add_options, flag, read_state
 
-PROPERTY = "costgate_suite"
 STATE = pytest.StashKey[State]()
 
 
@@ -35,6 +33,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is not None:
         items.extend(CostgateFile.from_parent(session, path=state.config.path).collect())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    result = getattr(item, "costgate_result", None)
+    if result is not None and call.when == "call":
+        report = outcome.get_result()
+        if hasattr(item.config, "workerinput"):  # execnet carries plain data only
+            result = {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in result.items()}
+        report.costgate = result
 
 
 class CostgateFile(pytest.File):
@@ -63,7 +72,6 @@ class SuiteItem(pytest.Item):
 
     def _run(self) -> None:
         from .gate import run_suite
-        from .redact import redact_json_text
         from .report.terminal import breach_lines
 
         state = self.config.stash[STATE]
@@ -76,9 +84,10 @@ class SuiteItem(pytest.Item):
                                             state.tokens_only, state.deadline)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
-        # Results ride user_properties to the controller (and into --junitxml): redacted before they leave.
-        payload = {"name": self.name, "entry": entry.to_json(), "base": base_entry.to_json() if base_entry else None}
-        self.user_properties.append((PROPERTY, redact_json_text(json.dumps(payload))))
+        # Results ride the report to the controller: as objects in this process, as plain data from an xdist
+        # worker (see pytest_runtest_makereport). --junitxml gets only the status.
+        self.costgate_result = {"name": self.name, "entry": entry, "base": base_entry}
+        self.user_properties.append(("costgate_status", entry.status))
         if entry.status == "fail" and not state.update:
             raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
 
@@ -119,19 +128,17 @@ class Controller:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # Results ride user_properties, so they reach the controller from xdist workers too.
         if report.when != "call":
             return
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                from .schema import _Reader, parse_suite
+        result = getattr(report, "costgate", None)
+        if result is not None:
+            from .schema import suite_from
 
-                data = json.loads(value)
-                reader = _Reader(f"results of {report.nodeid}", "This is a bug in pytest-costgate; please report it.")
-                self.state.suites[data["name"]] = parse_suite(data["entry"], reader, ("entry",))
-                if data.get("base") is not None:
-                    self.state.live_base[data["name"]] = parse_suite(data["base"], reader, ("base",))
-                return
+            where = f"results of {report.nodeid}"
+            self.state.suites[result["name"]] = suite_from(result["entry"], where)
+            if result.get("base") is not None:
+                self.state.live_base[result["name"]] = suite_from(result["base"], where)
+            return
         if report.failed and report.longrepr is not None:
             self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
 

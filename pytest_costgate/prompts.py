@@ -6,18 +6,23 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping
+import re
+from typing import Any, Iterator, Mapping
 
 from .errors import PromptSetError
 from .escape import visible
 from .yamlsrc import did_you_mean, parse_yaml
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 FIELDS = frozenset({"id", "vars", "messages", "prompt", "weight", "reference", "metadata"})
 MESSAGE_FIELDS = frozenset({"role", "content", "name"})
 
 
-@dataclass(frozen=True)
+ONE = Decimal(1)
+CHUNK = 4096  # records rendered and counted at a time when streaming
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRecord:
     """One recorded request: template variables, or ready messages / prompt text."""
 
@@ -26,7 +31,7 @@ class PromptRecord:
     vars: Mapping[str, Any]
     messages: tuple[Mapping[str, str], ...] | None = None
     prompt: str | None = None
-    weight: Decimal = Decimal(1)
+    weight: Decimal = ONE
     reference: str | None = None
 
 
@@ -37,46 +42,98 @@ class PromptSet:
     sha256: str
 
 
-def load_prompt_set(path: Path) -> PromptSet:
-    """Read a .jsonl, .yaml or .yml prompt set; every bad record names file and line."""
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except FileNotFoundError as exc:
-        raise PromptSetError(f"{path}: prompt set not found. Fix 'prompts:' in the suite or create it.") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptSetError(f"{path}: cannot read prompt set: {exc}") from exc
-    if path.suffix in (".yaml", ".yml"):
-        items = _yaml_items(text, path)
-    else:
-        items = _jsonl_items(text, path)
-    records: list[PromptRecord] = []
-    seen: dict[str, int] = {}
-    for line, item in items:
-        record = _record(item, path, line)
-        if record.id in seen:
-            raise PromptSetError(f"{path}:{line}: duplicate id '{record.id}' (first on line "
-                                 f"{seen[record.id]}). Prompt ids must be unique; rename one.")
-        seen[record.id] = line
-        records.append(record)
-    if not records:
-        raise PromptSetError(f"{path}: the prompt set has no records. Record some traffic into it.")
-    return PromptSet(path=path, records=tuple(records), sha256=hashlib.sha256(raw).hexdigest())
+class PromptStream:
+    """A prompt set read chunk by chunk (so a million records never sit in memory at once); `sha256` and
+    `count` are known once every chunk was read. Ids are checked unique across the whole file."""
 
+    def __init__(self, path: Path, chunk: int = CHUNK) -> None:
+        self.path, self.chunk = path, chunk
+        self.sha256: str | None = None
+        self.count = 0
 
-def _jsonl_items(text: str, path: Path) -> list[tuple[int, Any]]:
-    items = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    def chunks(self) -> Iterator[list[PromptRecord]]:
+        path = self.path
+        digest = hashlib.sha256()
+        seen: dict[str, int] = {}
+        batch: list[PromptRecord] = []
+        for line, item in self._items(digest):
+            record = _record(item, path, line)
+            first = seen.setdefault(record.id, line)
+            if first != line:
+                raise PromptSetError(f"{path}:{line}: duplicate id '{visible(record.id)}' (first on line {first}). "
+                                     "Prompt ids must be unique; rename one.")
+            batch.append(record)
+            if len(batch) == self.chunk:
+                self.count += len(batch)
+                yield batch
+                batch = []
+        self.count += len(batch)
+        if batch:
+            yield batch
+        if not self.count:
+            raise PromptSetError(f"{path}: the prompt set has no records. Record some traffic into it.")
+        self.sha256 = digest.hexdigest()
+
+    def _items(self, digest: Any) -> Iterator[tuple[int, Any]]:
+        path = self.path
         try:
-            items.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise PromptSetError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}). "
-                                 "Each line of a .jsonl prompt set must be one JSON object.") from None
-        except RecursionError:
-            raise PromptSetError(f"{path}:{number}: the record is nested too deeply; flatten it.") from None
-    return items
+            handle = open(path, "rb")
+        except FileNotFoundError as exc:
+            raise PromptSetError(f"{path}: prompt set not found. Fix 'prompts:' in the suite or create it.") from exc
+        except OSError as exc:
+            raise PromptSetError(f"{path}: cannot read prompt set: {exc}") from exc
+        with handle:
+            if path.suffix in (".yaml", ".yml"):
+                raw = _read(handle, path)
+                digest.update(raw)
+                for number, item in _yaml_items(_decode(raw, path, None), path):
+                    bad = _broken_text(item)
+                    if bad is not None:
+                        raise PromptSetError(f"{path}:{number}: {visible(bad)} holds text that is not valid Unicode "
+                                             "(a lone surrogate); fix the recording.")
+                    yield number, item
+                return
+            for number, raw_line in enumerate(handle, start=1):
+                digest.update(raw_line)
+                line = _decode(raw_line, path, number)
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise PromptSetError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}). "
+                                         "Each line of a .jsonl prompt set must be one JSON object.") from None
+                except RecursionError:
+                    raise PromptSetError(f"{path}:{number}: the record is nested too deeply; flatten it.") from None
+                if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # JSON can spell a lone surrogate
+                    bad = _broken_text(item)
+                    if bad is not None:
+                        raise PromptSetError(f"{path}:{number}: {visible(bad)} holds text that is not valid Unicode "
+                                             "(a lone surrogate such as \\ud800); fix the recording.")
+                yield number, item
+
+
+def _read(handle: Any, path: Path) -> bytes:
+    try:
+        return handle.read()
+    except OSError as exc:
+        raise PromptSetError(f"{path}: cannot read prompt set: {exc}") from exc
+
+
+def _decode(raw: bytes, path: Path, line: int | None) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"{path}:{line}" if line else str(path)
+        raise PromptSetError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save the prompt set as "
+                             "UTF-8.") from None
+
+
+def load_prompt_set(path: Path) -> PromptSet:
+    """Read a whole .jsonl, .yaml or .yml prompt set; every bad record names file and line."""
+    stream = PromptStream(path)
+    records = tuple(record for chunk in stream.chunks() for record in chunk)
+    return PromptSet(path=path, records=records, sha256=stream.sha256 or "")
 
 
 def _yaml_items(text: str, path: Path) -> list[tuple[int, Any]]:
@@ -91,23 +148,25 @@ def _yaml_items(text: str, path: Path) -> list[tuple[int, Any]]:
 
 
 def _record(item: Any, path: Path, line: int) -> PromptRecord:
-    where = f"{path}:{line}"
     if not isinstance(item, dict):
-        raise PromptSetError(f"{where}: expected a JSON object with 'id' and 'vars' or 'messages'.")
-    for name in item:
-        if name not in FIELDS:
-            raise PromptSetError(f"{where}: unknown field '{name}'.{did_you_mean(str(name), FIELDS)} "
-                                 f"Allowed: {', '.join(sorted(FIELDS))}.")
+        raise PromptSetError(f"{path}:{line}: expected a JSON object with 'id' and 'vars' or 'messages'.")
+    unknown = item.keys() - FIELDS
+    if unknown:
+        name = str(sorted(map(str, unknown))[0])
+        raise PromptSetError(f"{path}:{line}: unknown field '{visible(name)}'.{did_you_mean(name, FIELDS)} "
+                             f"Allowed: {', '.join(sorted(FIELDS))}.")
     rid = item.get("id")
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid) == "" or len(str(rid)) > 1000:
-        raise PromptSetError(f"{where}: missing 'id' (a non-empty string of at most 1,000 characters naming this "
-                             "prompt).")
-    rid = str(rid)
-    bad = _broken_text(item)
-    if bad is not None:
-        raise PromptSetError(f"{where}: {visible(bad)} holds text that is not valid Unicode (a lone surrogate such as "
-                             "\\ud800); fix the recording.")
-    variables = item.get("vars", {})
+    if type(rid) is not str or not rid or len(rid) > 1000:
+        if not isinstance(rid, int) or isinstance(rid, bool) or abs(rid) > 10**30:
+            raise PromptSetError(f"{path}:{line}: missing 'id' (a non-empty string of at most 1,000 characters "
+                                 "naming this prompt).")
+        rid = str(rid)
+    variables = item.get("vars")
+    if variables is None:
+        variables = {}
+    if len(item) == 2 and "vars" in item and type(variables) is dict:  # the common case: {"id", "vars"}
+        return PromptRecord(rid, line, variables)
+    where = f"{path}:{line}"
     if not isinstance(variables, dict):
         raise PromptSetError(f"{where}: '{rid}': 'vars' must be an object of template variables.")
     messages = item.get("messages")
@@ -118,18 +177,21 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
         raise PromptSetError(f"{where}: '{rid}': 'prompt' must be a string.")
     if messages is not None and prompt is not None:
         raise PromptSetError(f"{where}: '{rid}': give 'messages' or 'prompt', not both.")
+    raw_weight = item.get("weight", 1)
     try:
-        weight = Decimal(str(item.get("weight", 1)))
-        if isinstance(item.get("weight", 1), bool) or not weight.is_finite() or weight <= 0:
+        weight = ONE if raw_weight == 1 and not isinstance(raw_weight, bool) else Decimal(str(raw_weight))
+        if isinstance(raw_weight, bool) or not isinstance(raw_weight, (int, float, str)) or not weight.is_finite() \
+                or weight <= 0 or weight > 10**12:
             raise InvalidOperation
     except InvalidOperation:
-        raise PromptSetError(f"{where}: '{rid}': 'weight' must be a positive number, got "
-                             f"{item.get('weight')!r}.") from None
+        shown = repr(raw_weight) if isinstance(raw_weight, (int, float, bool)) and abs(raw_weight) < 10**30 \
+            else repr(str(raw_weight)[:40])
+        raise PromptSetError(f"{where}: '{visible(rid)}': 'weight' must be a positive number, got {shown}.") from None
     reference = item.get("reference")
     if reference is not None and not isinstance(reference, str):
-        raise PromptSetError(f"{where}: '{rid}': 'reference' must be a string.")
-    return PromptRecord(id=rid, line=line, vars=MappingProxyType(variables), messages=messages,
-                        prompt=prompt, weight=weight, reference=reference)
+        raise PromptSetError(f"{where}: '{visible(rid)}': 'reference' must be a string.")
+    return PromptRecord(id=rid, line=line, vars=variables, messages=messages, prompt=prompt, weight=weight,
+                        reference=reference)
 
 
 def _broken_text(value: Any, where: str = "") -> str | None:
@@ -159,5 +221,5 @@ def _messages(value: Any, where: str) -> tuple[Mapping[str, str], ...]:
                 or not isinstance(message.get("content"), str) or set(message) - MESSAGE_FIELDS):
             raise PromptSetError(f"{where}: messages[{i}] must be {{\"role\": str, \"content\": str}} "
                                  "(optionally \"name\").")
-        out.append(MappingProxyType(dict(message)))
+        out.append(dict(message))
     return tuple(out)

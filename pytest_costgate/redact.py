@@ -28,14 +28,14 @@ _PATTERNS = [
     (re.compile(r"\b(Bearer)(\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1\2" + MASK),
     (re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_-]{16,}"), r"\1-" + MASK),
     (re.compile(r"\b(gh[pousr]_|github_pat_)[A-Za-z0-9_]{16,}"), r"\1" + MASK),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"'\\<>]*:[^/\s@\"'\\<>]*@"), r"\1" + MASK + "@"),
-    (re.compile(r"(?i)\b((?:api[_-]?key|access[_-]?token|token|key|secret|password)=)[^&\s\"'\\<>]{4,}"),
+    (re.compile(r"\b((?i:[a-z][a-z0-9+.-]*)://)[^/\s:@\"'\\<>]*:[^/\s@\"'\\<>]*@"), r"\1" + MASK + "@"),
+    (re.compile(r"\b((?i:api[_-]?key|access[_-]?token|token|key|secret|password)=)[^&\s\"'\\<>]{4,}"),
      r"\1" + MASK),
 ]
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_compiled: re.Pattern[str] | None = None
+_compiled: re.Pattern[str] | None = None  # rebuilt when a secret is registered
 
 
 def register(value: Any) -> None:
@@ -99,59 +99,37 @@ def register_environment(environ: Any = None) -> None:
             register(value)
 
 
-def _pattern() -> re.Pattern[str] | None:
+def _pattern() -> re.Pattern[str]:
+    """One regex for every registered secret (longest first) and every credential shape: one pass per text."""
     global _compiled
     with _lock:
-        if _compiled is None and _secrets:
-            # Longest first, so a secret is masked whole before any shorter form inside it.
-            _compiled = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+        if _compiled is None:
+            parts = [f"(?P<secret>{'|'.join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True))})"] \
+                if _secrets else []
+            parts += [f"(?P<p{i}>{regex.pattern})" for i, (regex, _) in enumerate(_PATTERNS)]
+            _compiled = re.compile("|".join(parts))
         return _compiled
+
+
+def _replace(match: re.Match[str]) -> str:
+    name = match.lastgroup
+    if name is None or name == "secret":
+        return MASK
+    regex, replacement = _PATTERNS[int(name[1:])]
+    return regex.sub(replacement, match.group())
 
 
 def redact(text: str) -> str:
     """`text` with every known secret and credential-shaped string replaced by ***."""
-    if not text:
+    if not text or len(text) < MIN_LENGTH:
         return text
-    pattern = _pattern()
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    for regex, replacement in _PATTERNS:
-        text = regex.sub(replacement, text)
-    return text
+    return _pattern().sub(_replace, text)
 
 
 def shorten(text: object, limit: int) -> str:
     """Redacted, then cut to `limit` characters: cutting first could leave a secret's prefix behind."""
     masked = redact(" ".join(str(text).split()))
     return masked if len(masked) <= limit else masked[: limit - 1] + "…"
-
-
-def redact_lines(lines: Iterable[str]) -> list[str]:
-    return [redact(line) for line in lines]
-
-
-def redact_json_text(text: str) -> str:
-    """Redact JSON text in one pass; if masking broke the syntax (a secret spanning JSON tokens), mask the
-    parsed values one by one instead."""
-    masked = redact(text)
-    if masked == text:
-        return text
-    try:
-        json.loads(masked)
-        return masked
-    except ValueError:
-        return json.dumps(redact_value(json.loads(text)), indent=2) + "\n"
-
-
-def redact_value(value: Any) -> Any:
-    """A JSON-like value with every string (keys included) redacted."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_value(v) for v in value]
-    return value
 
 
 def forget_all() -> None:

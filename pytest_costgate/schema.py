@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from . import SCHEMA, __version__
-from .document import METRIC_FIELDS, Document, Metrics, PromptChange, PromptResult, SuiteEntry, Summary
+from .document import METRIC_FIELDS, PROMPT_COLUMNS, Document, Metrics, PromptChange, PromptResult, SuiteEntry, Summary
 from .errors import BaselineError
 from .escape import visible
 from .verdict import ORDER, ROW_STATUSES, Row, SuiteVerdict
@@ -169,11 +169,21 @@ def _summary(node: Mapping[str, Any], r: _Reader) -> Summary:
     )
 
 
+def suite_from(data: Any, where: str) -> SuiteEntry:
+    """A suite entry as an xdist worker sent it (plain data), or as is when it never left this process."""
+    if isinstance(data, SuiteEntry):
+        return data
+    return parse_suite(data, _Reader(where, "This is a bug in pytest-costgate; please report it."), ("entry",))
+
+
 def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
     node = r.obj(data, path)
     prompts_node = r.obj(node.get("prompts"), path + ("prompts",))
-    prompts = {r.text(pid, path + ("prompts",), False, 1000) or "": _record(pid, rec, r, path + ("prompts", pid))
-               for pid, rec in prompts_node.items()}
+    if "columns" in prompts_node and "rows" in prompts_node:
+        prompts = _columnar(prompts_node, r, path + ("prompts",))
+    else:  # the older form: an object of records keyed by prompt id
+        prompts = {r.text(pid, path + ("prompts",), False, 1000) or "": _record(pid, rec, r, path + ("prompts", pid))
+                   for pid, rec in prompts_node.items()}
     pricing = node.get("pricing")
     verdict = node.get("verdict")
     return SuiteEntry(
@@ -266,7 +276,38 @@ def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
         output=r.text(node.get("output"), path + ("output",), limit=MAX_TEXT),
         output_sha=r.hexhash(node.get("output_sha"), path + ("output_sha",)),
         error=r.text(node.get("error"), path + ("error",)), note=r.text(node.get("note"), path + ("note",)),
+        request_hash=r.hexhash(node.get("request_hash"), path + ("request_hash",)),
+        reused=_flag(node.get("reused"), r, path + ("reused",)),
     )
+
+
+def _flag(value: Any, r: _Reader, path: Path_) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise r.fail(path, f"expected true or false, got {_shown(value)}.")
+    return value
+
+
+def _columnar(node: Mapping[str, Any], r: _Reader, path: Path_) -> dict[str, PromptResult]:
+    """Rows of per-prompt values in the order `columns` names (unknown columns, from a newer costgate, ignored)."""
+    columns = r.items(node.get("columns"), path + ("columns",))
+    if not all(isinstance(c, str) for c in columns) or "id" not in columns or len(set(columns)) != len(columns):
+        raise r.fail(path + ("columns",), "expected a list of distinct column names including 'id'.")
+    known = [(i, name) for i, name in enumerate(columns) if name in PROMPT_COLUMNS]
+    width = len(columns)
+    out: dict[str, PromptResult] = {}
+    for n, row in enumerate(r.items(node.get("rows"), path + ("rows",))):
+        if not isinstance(row, list) or len(row) != width:
+            raise r.fail(path + ("rows", n), f"expected a list of {width} values (one per column), got {_shown(row)}.")
+        record = {name: row[i] for i, name in known if row[i] is not None}
+        pid = record.pop("id")
+        if not isinstance(pid, str) or not pid or len(pid) > 1000:
+            raise r.fail(path + ("rows", n, "id"), f"expected a prompt id, got {_shown(pid)}.")
+        if pid in out:
+            raise r.fail(path + ("rows", n, "id"), f"prompt id {_shown(pid)} appears twice.")
+        out[pid] = _record(pid, record, r, path + ("rows", n))
+    return out
 
 
 def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:
@@ -300,6 +341,21 @@ def _change(value: Any, r: _Reader, path: Path_) -> PromptChange:
     )
 
 
+def _gunzip(raw: bytes, path: Path, what: str) -> bytes:
+    """Decompressed, but never past MAX_BYTES: a few kilobytes of gzip can claim gigabytes."""
+    import gzip
+    import io
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise BaselineError(f"{path}: the {what} is not readable gzip ({exc}).") from None
+    if len(data) > MAX_BYTES:
+        raise BaselineError(f"{path}: the {what} unpacks to over {MAX_BYTES >> 30} GiB; not a costgate document.")
+    return data
+
+
 def read_document(path: Path, what: str = "baseline") -> Document | None:
     """The document at `path`, None when there is none; anything unreadable or damaged is a BaselineError."""
     fix = ("Restore it from git or re-create it with --costgate-update-baseline." if what == "baseline"
@@ -312,6 +368,8 @@ def read_document(path: Path, what: str = "baseline") -> Document | None:
         return None
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
         raise BaselineError(f"{path}: cannot read the {what}: {exc}") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(raw, path, what)
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

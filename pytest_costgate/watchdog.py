@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import operator
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 MAX_OUTPUT = 10_000_000  # characters one rendered prompt may have (about 2.5M tokens)
-MAX_SECONDS = 5.0  # one prompt's render
+MAX_SECONDS = 5.0  # one prompt's render (COSTGATE_RENDER_TIMEOUT_S overrides)
+
+
+def render_timeout() -> float:
+    """Seconds one prompt may take to render: COSTGATE_RENDER_TIMEOUT_S when set to a positive number."""
+    try:
+        value = float(os.environ.get("COSTGATE_RENDER_TIMEOUT_S", MAX_SECONDS))
+    except ValueError:
+        return MAX_SECONDS
+    return value if 0 < value < 86400 else MAX_SECONDS
 
 
 class RenderTimeout(Exception):

@@ -50,3 +50,13 @@ def demo(pytester: pytest.Pytester) -> Path:
     config = pytester.path / "costgate.yaml"  # the ONNX model is read in place, not copied
     config.write_text(config.read_text().replace("../onnx/", f"{DEMO.parent / 'onnx'}/"))
     return pytester.path
+
+
+def records(suite: dict) -> dict:
+    """A suite's per-prompt records from a JSON report or baseline, whichever form it uses: {id: {field: value}}."""
+    prompts = suite["prompts"]
+    if "columns" in prompts and "rows" in prompts:
+        columns = prompts["columns"]
+        return {row[columns.index("id")]: {c: v for c, v in zip(columns, row) if c != "id" and v is not None}
+                for row in prompts["rows"]}
+    return prompts

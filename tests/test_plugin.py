@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from conftest import records
+
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
 
 
@@ -75,7 +77,7 @@ def test_update_baseline_writes_atomically_and_then_passes(pytester, demo):
     doc = json.loads((demo / "baseline.json").read_text())
     assert doc["schema"] == "costgate/1" and set(doc["suites"]) == {"support-answer", "ticket-triage", "local-answer"}
     assert not {"verdict", "prompt_changes"} & set(doc["suites"]["support-answer"])
-    assert len(doc["suites"]["support-answer"]["prompts"]) == 24
+    assert len(records(doc["suites"]["support-answer"])) == 24
     assert not list(demo.glob(".baseline.json.*"))  # no temp file left behind
     pytester.runpytest(*GATE).assert_outcomes(passed=3)
 
@@ -98,7 +100,7 @@ def test_json_report(pytester, demo):
     suite = report["suites"]["support-answer"]
     assert suite["verdict"]["status"] == "pass" and suite["template_hash"]
     assert suite["metrics"]["n"] == 24 and Decimal_str(suite["metrics"]["monthly_cost"]) > 0
-    record = suite["prompts"]["support-000"]
+    record = records(suite)["support-000"]
     assert record["token_source"] == "tokenizer" and record["input_tokens"] > 0 and "e2e_ms" in record
 
 
@@ -166,9 +168,10 @@ def test_xdist_gives_the_same_verdicts_and_report(pytester, demo):
             for metric in ("latency_p50", "latency_p95"):
                 suite["metrics"].pop(metric)
             suite["verdict"]["rows"] = [r for r in suite["verdict"]["rows"] if not r["metric"].startswith("latency")]
-            for record in suite["prompts"].values():
+            columns = suite["prompts"]["columns"]
+            for row in suite["prompts"]["rows"]:
                 for key in ("ttft_ms", "e2e_ms", "tpot_ms", "busy_ms"):
-                    record.pop(key, None)
+                    row[columns.index(key)] = None
         doc.pop("created")
         return doc
 
@@ -248,7 +251,7 @@ def test_repeats_take_medians_and_export_pytest_benchmark_json(pytester, demo):
     config.write_text(config.read_text().replace("  max_error_rate: 0\n", "") + "")
     config.write_text(config.read_text().replace("defaults:\n", "defaults:\n  repeats: 3\n"))
     pytester.runpytest(*GATE, "--costgate-report", "r.json", "--costgate-benchmark-json", "bench.json").assert_outcomes(passed=3)
-    record = json.loads((demo / "r.json").read_text())["suites"]["support-answer"]["prompts"]["support-000"]
+    record = records(json.loads((demo / "r.json").read_text())["suites"]["support-answer"])["support-000"]
     assert record["runs"] == 3 and len(record["e2e_runs"]) == 3
     assert record["e2e_ms"] == sorted(record["e2e_runs"])[1]
     bench = json.loads((demo / "bench.json").read_text())
@@ -313,7 +316,7 @@ def test_live_baseline_against_a_git_ref(pytester, demo):
     report = json.loads((demo / "r.json").read_text())
     suite = report["suites"]["support-answer"]
     assert suite["baseline_source"] == "live replay of HEAD"
-    assert all(r["runs"] == 2 for r in suite["prompts"].values())  # each prompt: base, head, head, base
+    assert all(r["runs"] == 2 for r in records(suite).values())  # each prompt: base, head, head, base
     assert report["summary"]["baseline_git_sha"] == "HEAD"
 
 

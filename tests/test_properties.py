@@ -156,3 +156,36 @@ def test_any_text_as_a_config_loads_or_fails_clearly(tmp_path_factory, text):
         load_config(path)
     except CostgateError as exc:
         assert str(path) in str(exc)
+
+
+# The plain-template fast path renders exactly what Jinja renders.
+holes = st.sampled_from(["{{ a }}", "{{b}}", "{{- a }}", "{{ b -}}", "{{ prompt_id }}"])
+texts = st.text(alphabet=st.characters(blacklist_characters="{}%#"), max_size=12)
+plain_sources = st.lists(st.one_of(texts, holes), max_size=8).map("".join)
+values = st.one_of(st.text(max_size=10), st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False),
+                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@SETTINGS
+@given(plain_sources, values, values, st.booleans())
+def test_the_plain_fast_path_renders_what_jinja_renders(source, a, b, trailing):
+    from pytest_costgate.config import TemplateSpec
+    from pytest_costgate.errors import TemplateError
+    from pytest_costgate.prompts import PromptRecord
+    from pytest_costgate.render import PromptRenderer, plain_parts
+
+    source += "\n" if trailing else ""
+    renderer = PromptRenderer(TemplateSpec(chat=(("user", source, "inline"),)))
+    part = renderer.parts[0]
+    assert part.plain == plain_parts(part.template.environment, source)
+    assert part.plain is not None  # only text and holes: the fast path is taken
+    record = PromptRecord("p1", 1, {"a": a, "b": b})
+    context = {"a": a, "b": b, "messages": [], "prompt_id": "p1"}
+    expected = part.template.render(context)
+    assert renderer.render(record)[0]["content"] == expected
+    missing = PromptRecord("p2", 2, {"a": a})
+    if "b" in source.replace("{{ prompt_id }}", ""):
+        try:
+            renderer.render(missing)
+        except TemplateError as exc:
+            assert "'b' is undefined" in str(exc)

@@ -142,5 +142,5 @@ def distinct(items: Iterable[str], keep: int = 5) -> list[str]:
 
 
 def ids_text(ids: list[str], keep: int = 10) -> str:
-    shown = ", ".join(ids[:keep])
+    shown = ", ".join(i if len(i) <= 60 else i[:59] + "…" for i in ids[:keep])
     return shown + (f" and {len(ids) - keep} more" if len(ids) > keep else "")

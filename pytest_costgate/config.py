@@ -232,8 +232,8 @@ def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:
     hf = "tokenizer_json" in node
     # OpenAI's chat overhead by default for tiktoken; a local model's tokenizer has none unless set.
     counts = dict.fromkeys(("per_message", "per_name", "reply_priming"), 0) if hf else {}
-    counts.update({k: int(r.number(key + (k,), integer=True)) for k in ("per_message", "per_name", "reply_priming")
-                   if k in node})
+    counts.update({k: int(r.number(key + (k,), integer=True, maximum=Decimal(1000)))
+                   for k in ("per_message", "per_name", "reply_priming") if k in node})
     return TokenizerSpec(
         encoding=r.string(key + ("encoding",)) if "encoding" in node else None,
         file=r.path(key + ("file",), "tiktoken file") if "file" in node else None,

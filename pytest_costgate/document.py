@@ -5,6 +5,7 @@ the code works on these records and never on raw JSON.
 """
 from __future__ import annotations
 
+import decimal
 import operator
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
@@ -17,11 +18,16 @@ from .verdict import SuiteVerdict
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+WIDE = decimal.Context(prec=80, Emax=10**6, Emin=-(10**6))  # formatting money near the sanity limits stays exact
+
+
 def decimal_text(value: Decimal | Fraction) -> str:
     """A number for JSON: fixed-point, at most 12 places, no trailing zeros (never '0E-25')."""
     if isinstance(value, Fraction):
-        value = Decimal(value.numerator) / Decimal(value.denominator)
-    return f"{value.quantize(Decimal('1e-12')).normalize():f}" if value.is_finite() else str(value)
+        value = WIDE.divide(Decimal(value.numerator), Decimal(value.denominator))
+    if not value.is_finite():
+        return str(value)
+    return f"{value.quantize(Decimal('1e-12'), context=WIDE).normalize(context=WIDE):f}"
 
 
 @dataclass(frozen=True, slots=True)

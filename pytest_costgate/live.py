@@ -42,7 +42,7 @@ def base_config(config: Config, ref: str) -> Config | None:
     try:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             try:
-                tar.extractall(tree, filter="data")
+                tar.extractall(tree, filter=_skip_unsafe)
             except TypeError:  # Python without extraction filters; the archive comes from our own git
                 tar.extractall(tree)
     except (tarfile.TarError, OSError) as exc:
@@ -54,6 +54,15 @@ def base_config(config: Config, ref: str) -> Config | None:
         return load_config(path)
     except ConfigError as exc:
         raise CostgateError(f"--costgate-against {ref}: the base ref's config is invalid: {exc}") from None
+
+
+def _skip_unsafe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, except that a member it refuses (an absolute symlink elsewhere in the
+    repository, say) is left out rather than failing the whole base tree."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
 
 
 def _git(args: list[str], cwd: Path) -> bytes:

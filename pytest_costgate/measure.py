@@ -19,6 +19,7 @@ from .tokens import TokenCounter
 CONSECUTIVE_FAILURES = 3  # after this many in a row, the endpoint is taken to be down
 OUTPUT_KEEP = 2000
 MAX_TOKENS = 100_000_000  # per request; larger counts are not believed
+MAX_MS = 86_400_000.0  # a timing over a day is not a timing
 
 
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
@@ -102,6 +103,8 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
     if input_tokens is None:
         input_tokens, source = rendered, "tokenizer"
     ttft, e2e, busy = _finite(done.ttft_ms), _finite(done.e2e_ms), _finite(done.busy_ms)
+    if ttft is not None and e2e is not None and ttft > e2e:  # a first token after the last is not a timing
+        note, ttft = f"time to first token {ttft:.1f} ms reported after the whole answer ({e2e:.1f} ms); dropped", None
     cached = _count(done.cached_tokens)
     cached = None if cached is None else min(cached, input_tokens)
     tpot = None
@@ -124,10 +127,11 @@ def _count(value: Any) -> int | None:
 
 
 def _finite(value: Any) -> float | None:
-    """A timing we believe: a finite, non-negative number of milliseconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    """A timing we believe: a finite, non-negative number of milliseconds, under a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    number = float(value) if not isinstance(value, int) or abs(value) < 10**15 else math.inf
+    return number if math.isfinite(number) and 0 <= number <= MAX_MS else None
 
 
 def tokens_only(pid: str, weight: Decimal, rendered: int, previous: PromptResult | None,

@@ -140,11 +140,16 @@ def read_state(config: pytest.Config) -> State:
     except Exception as exc:  # noqa: BLE001 - never an INTERNALERROR (whose locals would show config values)
         raise usage(f"costgate: internal error while reading {path}: {type(exc).__name__}: {shorten(exc, 300)}. "
                     "This is a bug in pytest-costgate; please report it.") from None
+    tokens_only = flag(config, "costgate_tokens_only")
+    if tokens_only and update:
+        raise usage("costgate: --costgate-tokens-only calls no model, so it has no outputs, timings or output tokens "
+                    "to store; update the baseline with a replay (suites with tokens_only: true in the config are "
+                    "stored as they are).")
     partial = flag(config, "costgate_update_partial")
     if partial and not update:
         raise usage("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
     return State(
-        cg, baseline, flag(config, "costgate_tokens_only"), update,
+        cg, baseline, tokens_only, update,
         report=_path(here, setting(config, "costgate_report")), markdown=_path(here, setting(config, "costgate_markdown")),
         template=template, benchmark=_path(here, setting(config, "costgate_benchmark_json")),
         deadline=deadline(setting(config, "costgate_time_budget"), cg.time_budget_s),

@@ -132,12 +132,16 @@ class Controller:
             return
         result = getattr(report, "costgate", None)
         if result is not None:
+            from .errors import CostgateError
             from .schema import suite_from
 
             where = f"results of {report.nodeid}"
-            self.state.suites[result["name"]] = suite_from(result["entry"], where)
-            if result.get("base") is not None:
-                self.state.live_base[result["name"]] = suite_from(result["base"], where)
+            try:
+                self.state.suites[result["name"]] = suite_from(result["entry"], where)
+                if result.get("base") is not None:
+                    self.state.live_base[result["name"]] = suite_from(result["base"], where)
+            except CostgateError as exc:
+                self.state.errors[result["name"]] = str(exc)
             return
         if report.failed and report.longrepr is not None:
             self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
@@ -148,11 +152,18 @@ class Controller:
         from .report.files import write_outputs
 
         state = self.state
+        if not state.suites and not state.errors:  # --collect-only, or -k / -m deselected every suite
+            state.written = ["costgate: no suite ran; nothing was written"]
+            return
         if state.against:
             state.baseline = Document(suites=dict(state.live_base), kind="baseline", git_sha=state.against)
+        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
+        update = state.update and not interrupted
         try:
-            lines, ok = write_outputs(state.config, state.baseline, state.suites, state.update, state.report,
+            lines, ok = write_outputs(state.config, state.baseline, state.suites, update, state.report,
                                       state.markdown, state.template, state.benchmark, state.partial)
+            if state.update and interrupted:
+                lines.append("costgate: the run was interrupted; the baseline was left as it was")
         except Exception as exc:  # noqa: BLE001 - whatever happens, the session must say so and not succeed
             from .redact import shorten
 

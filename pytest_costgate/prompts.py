@@ -77,6 +77,8 @@ class PromptStream:
     def _items(self, digest: Any) -> Iterator[tuple[int, Any]]:
         path = self.path
         try:
+            if path.exists() and not path.is_file():
+                raise PromptSetError(f"{path}: the prompt set is not a regular file (a folder, device or pipe?).")
             handle = open(path, "rb")
         except FileNotFoundError as exc:
             raise PromptSetError(f"{path}: prompt set not found. Fix 'prompts:' in the suite or create it.") from exc
@@ -105,6 +107,8 @@ class PromptStream:
                                          "Each line of a .jsonl prompt set must be one JSON object.") from None
                 except RecursionError:
                     raise PromptSetError(f"{path}:{number}: the record is nested too deeply; flatten it.") from None
+                except ValueError as exc:  # e.g. an integer of over 4,300 digits
+                    raise PromptSetError(f"{path}:{number}: unreadable JSON value ({exc}).") from None
                 if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # JSON can spell a lone surrogate
                     bad = _broken_text(item)
                     if bad is not None:
@@ -179,14 +183,15 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
         raise PromptSetError(f"{where}: '{rid}': give 'messages' or 'prompt', not both.")
     raw_weight = item.get("weight", 1)
     try:
-        weight = ONE if raw_weight == 1 and not isinstance(raw_weight, bool) else Decimal(str(raw_weight))
-        if isinstance(raw_weight, bool) or not isinstance(raw_weight, (int, float, str)) or not weight.is_finite() \
-                or weight <= 0 or weight > 10**12:
+        if isinstance(raw_weight, bool) or not isinstance(raw_weight, (int, float, str)) or len(str(raw_weight)) > 40:
             raise InvalidOperation
-    except InvalidOperation:
+        weight = ONE if raw_weight == 1 else Decimal(str(raw_weight))
+        if not weight.is_finite() or not Decimal("1e-9") <= weight <= Decimal("1e12"):
+            raise InvalidOperation
+    except (ArithmeticError, ValueError):
         shown = repr(raw_weight) if isinstance(raw_weight, (int, float, bool)) and abs(raw_weight) < 10**30 \
             else repr(str(raw_weight)[:40])
-        raise PromptSetError(f"{where}: '{visible(rid)}': 'weight' must be a positive number, got {shown}.") from None
+        raise PromptSetError(f"{where}: '{visible(rid)}': 'weight' must be a positive number from 1e-9 to 1e12, got {shown}.") from None
     reference = item.get("reference")
     if reference is not None and not isinstance(reference, str):
         raise PromptSetError(f"{where}: '{visible(rid)}': 'reference' must be a string.")

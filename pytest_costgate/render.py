@@ -12,7 +12,7 @@ from typing import Any, Sequence, Union
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from .watchdog import MAX_OUTPUT, WATCHDOG, LimitedSandbox, RenderTimeout, _center, render_timeout
+from .watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
 
 from .config import TemplateSpec
 from .errors import TemplateError
@@ -128,10 +128,7 @@ class PromptRenderer:
                 raise TemplateError(f"{part.origin}:{hole.line}: rendering prompt '{record.id}' failed: '{hole.name}' "
                                     "is undefined. Add the variable to the record's 'vars' or guard it with "
                                     "'{% if x is defined %}'.") from None
-            if len(text) > MAX_OUTPUT:
-                raise TemplateError(f"{part.origin}: prompt '{record.id}' renders to {len(text):,} characters, over "
-                                    f"the {MAX_OUTPUT:,} a prompt may have.")
-            return text
+            return _checked(text, part, record)
         try:
             text = part.template.render(context)
         except RenderTimeout:
@@ -145,16 +142,25 @@ class PromptRenderer:
         except Exception as exc:  # noqa: BLE001 - user template code can raise anything (MemoryError included)
             raise TemplateError(f"{part.origin}: rendering prompt '{record.id}' failed: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from None
-        if len(text) > MAX_OUTPUT:
-            raise TemplateError(f"{part.origin}: prompt '{record.id}' renders to {len(text):,} characters, over the "
-                                f"{MAX_OUTPUT:,} a prompt may have.")
-        return text
+        return _checked(text, part, record)
+
+
+def _checked(text: str, part: _Part, record: PromptRecord) -> str:
+    """A rendered prompt within the size limit and encodable (a lone surrogate would break every tokenizer)."""
+    if len(text) > MAX_OUTPUT:
+        raise TemplateError(f"{part.origin}: prompt '{record.id}' renders to {len(text):,} characters, over the "
+                            f"{MAX_OUTPUT:,} a prompt may have.")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TemplateError(f"{part.origin}: prompt '{record.id}' renders text that is not valid Unicode (a lone "
+                                "surrogate such as \\ud800); fix the template or the record.") from None
+    return text
 
 
 def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:
-    env = LimitedSandbox(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters["center"] = _center
-    return env
+    return limited_environment(loader)
 
 
 def _read(path: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -19,7 +20,7 @@ from .errors import BaselineError
 from .escape import visible
 from .verdict import ORDER, ROW_STATUSES, Row, SuiteVerdict
 
-MAX_NUMBER = Decimal(10) ** 18  # dollars, tokens or requests beyond this are damage, not data
+MAX_NUMBER = Decimal(10) ** 24  # dollars, tokens or requests beyond this are damage, not data
 MAX_TOKENS = 100_000_000
 MAX_TEXT = 1 << 20
 MAX_BYTES = 2 << 30
@@ -77,7 +78,7 @@ class _Reader:
     def choice(self, value: Any, path: Path_, choices: Any, default: str | None = None) -> str:
         if value is None and default is not None:
             return default
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise self.fail(path, f"expected one of {', '.join(sorted(choices))}, got {_shown(value)}.")
         return str(value)
 
@@ -195,7 +196,7 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
         tokenizer=r.text(node.get("tokenizer"), path + ("tokenizer",), limit=500) or "",
         pricing=None if pricing is None else MappingProxyType(_pricing(pricing, r, path + ("pricing",))),
         requests_per_month=r.decimal(node.get("requests_per_month"), path + ("requests_per_month",)),
-        fingerprint=MappingProxyType(r.strings(node.get("fingerprint"), path + ("fingerprint",), 500)),
+        fingerprint=MappingProxyType(r.strings(node.get("fingerprint"), path + ("fingerprint",), 2000)),
         metrics=_metrics(node.get("metrics"), r, path + ("metrics",)),
         latency=MappingProxyType(_latency(node.get("latency"), r, path + ("latency",))),
         prompts=MappingProxyType(prompts),
@@ -316,11 +317,11 @@ def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:
     for i, row in enumerate(r.items(node.get("rows"), path + ("rows",))):
         key = path + ("rows", i)
         item = r.obj(row, key)
-        for name in ("baseline", "candidate", "delta"):
-            r.decimal(item.get(name), key + (name,), signed=True)
+        shown = {name: r.decimal(item.get(name), key + (name,), signed=True) for name in ("baseline", "candidate", "delta")}
+        text = {name: None if value is None else _plain(value) for name, value in shown.items()}
         rows.append(Row(
             metric=r.text(item.get("metric"), key + ("metric",), False, 500) or "",
-            baseline=item.get("baseline"), candidate=item.get("candidate"), delta=item.get("delta"),
+            baseline=text["baseline"], candidate=text["candidate"], delta=text["delta"],
             delta_pct=r.text(item.get("delta_pct"), key + ("delta_pct",), limit=40),
             threshold=r.text(item.get("threshold"), key + ("threshold",), limit=200),
             status=r.choice(item.get("status"), key + ("status",), ROW_STATUSES),
@@ -329,6 +330,10 @@ def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:
         status=r.choice(node.get("status"), path + ("status",), ORDER), rows=tuple(rows),
         notes=tuple(r.text(n, path + ("notes", i), False) or ""
                     for i, n in enumerate(r.items(node.get("notes"), path + ("notes",)))))
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value:f}" if -30 < value.adjusted() < 30 else str(value)
 
 
 def _change(value: Any, r: _Reader, path: Path_) -> PromptChange:
@@ -361,7 +366,10 @@ def read_document(path: Path, what: str = "baseline") -> Document | None:
     fix = ("Restore it from git or re-create it with --costgate-update-baseline." if what == "baseline"
            else "Write it again with pytest --costgate --costgate-report PATH.")
     try:
-        if path.stat().st_size > MAX_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BaselineError(f"{path}: the {what} is not a regular file (a folder, device or pipe?). Fix the path.")
+        if info.st_size > MAX_BYTES:
             raise BaselineError(f"{path}: the {what} is over {MAX_BYTES >> 30} GiB; not a costgate document.")
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -378,4 +386,6 @@ def read_document(path: Path, what: str = "baseline") -> Document | None:
         raise BaselineError(f"{path}:{exc.lineno}: the {what} is not valid JSON ({exc.msg}). {fix}") from None
     except RecursionError:
         raise BaselineError(f"{path}: the {what} is nested too deeply to be a costgate document. {fix}") from None
+    except ValueError as exc:  # e.g. an integer of over 4,300 digits
+        raise BaselineError(f"{path}: the {what} holds an unreadable value ({exc}). {fix}") from None
     return parse_document(data, str(path), fix)

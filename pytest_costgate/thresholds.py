@@ -20,7 +20,8 @@ METRICS: dict[str, tuple[str, bool]] = {
 }
 LEVELS = ("warn", "fail")
 
-_SYNTAX = re.compile(r"^\+\s*(?P<dollar>\$)?\s*(?P<num>[0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(?P<unit>%|ms|tokens?)?$")
+_SYNTAX = re.compile(r"^\+\s*(?P<dollar>\$)?\s*(?P<num>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9][0-9_]*(?:\.[0-9]+)?"
+                     r"|\.[0-9]+)\s*(?P<unit>%|ms|tokens?)?$")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def parse_threshold(metric: str, value: object) -> Threshold:
         text = "+" + text
     match = _SYNTAX.match(text) if text else None
     if not match:
+        if text and re.search(r"[0-9],[0-9]", text):
+            raise ValueError(f"{value!r}: write decimals with a dot ('+1.5%'); a comma only groups thousands "
+                             "('+$1,500')")
         raise ValueError(f"{value!r} is not a threshold: {threshold_help(metric)}")
     try:
         amount = Decimal(match["num"].replace(",", "").replace("_", ""))

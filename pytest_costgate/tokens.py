@@ -125,7 +125,12 @@ def _params_with_local_ranks(name: str, file: Path) -> dict[str, Any]:
     constructor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[name]
     module = __import__(constructor.__module__, fromlist=["_"])
 
-    def local(_url: str, *args: Any, expected_hash: str | None = None, **kwargs: Any) -> dict[bytes, int]:
+    def local(*args: Any, expected_hash: str | None = None, **kwargs: Any) -> dict[bytes, int]:
+        if not args:  # data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=..., encoder_json_file=...): two files
+            raise TokenizerError(f"{file}: the '{name}' encoding is built from two data-gym files (vocab.bpe and "
+                                 "encoder.json), not one .tiktoken file; use r50k_base (the same ranks as gpt2) "
+                                 "with file:, or let tiktoken download it once (TIKTOKEN_CACHE_DIR).")
+        _url = args[0]
         try:
             return tiktoken.load.load_tiktoken_bpe(str(file), expected_hash=expected_hash)
         except ValueError as exc:

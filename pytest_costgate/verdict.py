@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import decimal
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Mapping
 
 from .thresholds import METRICS, MetricRule
+
+WIDE = decimal.Context(prec=80, Emax=10**6, Emin=-(10**6))
 
 ORDER = {"pass": 0, "new": 0, "no-baseline": 0, "warn": 1, "fail": 2}
 ROW_STATUSES = ("pass", "warn", "fail", "inconclusive", "not-comparable", "info")
@@ -37,18 +40,22 @@ class SuiteVerdict:
 
 
 def _dec(value: Fraction | Decimal) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator) if isinstance(value, Fraction) else value
+    if isinstance(value, Fraction):
+        return WIDE.divide(Decimal(value.numerator), Decimal(value.denominator))
+    return value
 
 
 def _fmt(value: Fraction | Decimal | None) -> str | None:
+    """A value for a verdict row: whole numbers as such, per-request dollars with 6 significant digits, the rest
+    with 4 places; never more precise than the 12 places documents keep."""
     if value is None:
         return None
-    value = _dec(value)
-    if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
+    value = _dec(value).quantize(Decimal("1e-12"), context=WIDE)
+    if value == value.to_integral_value(context=WIDE):
+        return f"{value.quantize(Decimal(1), context=WIDE):f}"
     if abs(value) < 1:  # per-request dollars: keep 6 significant digits
-        return f"{Decimal(f'{value:.6g}').normalize():f}"
-    return f"{round(value, 4).normalize():f}"
+        return f"{Decimal(f'{value:.6g}').normalize(context=WIDE):f}"
+    return f"{value.quantize(Decimal('1e-4'), context=WIDE).normalize(context=WIDE):f}"
 
 
 def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction | Decimal | None,
@@ -64,6 +71,7 @@ def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction 
     base, cand = Fraction(base), Fraction(cand)
     delta = cand - base
     pct = _dec(delta / abs(base) * 100) if base else None
+    pct = None if pct is None else pct.quantize(Decimal("0.01"), context=WIDE)
     status, shown, interval = "info", None, None
     if rule is not None:
         shown = " / ".join(f"{lvl} {t.text}" for lvl, t in (("warn", rule.warn), ("fail", rule.fail)) if t)
@@ -77,7 +85,7 @@ def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction 
             status = "warn"
         else:
             status = "pass"
-    return Row(metric, _fmt(base), _fmt(cand), _fmt(delta), None if pct is None else f"{pct:+.2f}%", shown, status,
+    return Row(metric, _fmt(base), _fmt(cand), _fmt(delta), None if pct is None else f"{pct:+f}%", shown, status,
                interval)
 
 

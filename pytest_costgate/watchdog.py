@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import operator
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -83,11 +84,30 @@ WATCHDOG = _Watchdog()
 
 
 class LimitedSandbox(SandboxedEnvironment):
-    """The sandbox, refusing `*` and `**` that would build huge strings, lists or numbers in one step."""
+    """The sandbox, refusing operations that would build a huge string, list or number in one step: `*`, `**`,
+    `+` of long values, and calls like ljust(10**9) or '{:>999999999}'.format(x)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT:
+                raise SecurityError(f"a call with the number {value:.3g} would build a huge value (at most "
+                                    f"{MAX_OUTPUT:,})")
+        return SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:  # Jinja >= 3.1.5 sandboxes str.format where it is looked up
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and _BIG_WIDTH.search(str(getattr(value, "__self__", ""))):
+            raise SecurityError("a format width over 7 digits would build a huge value")
+        return wrapped
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) \
+                    and len(left) + len(right) > MAX_OUTPUT:
+                raise SecurityError(f"'+' would build a value of over {MAX_OUTPUT:,} items")
+            return operator.add(left, right)
         if operator_ == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
@@ -100,7 +120,27 @@ class LimitedSandbox(SandboxedEnvironment):
         return super().call_binop(context, operator_, left, right)
 
 
+_BIG_WIDTH = re.compile(r"[0-9]{8,}")
+
+
 def _center(value: Any, width: int = 80) -> str:
     if not isinstance(width, int) or width > MAX_OUTPUT:
         raise SecurityError(f"center width {width!r} is over {MAX_OUTPUT:,}")
     return str(value).center(width)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    """Jinja's `format` filter ('%s' % args) without widths that would build a huge string."""
+    if _BIG_WIDTH.search(str(value)):
+        raise SecurityError("a format width over 7 digits would build a huge value")
+    return str(value) % (kwargs or args)
+
+
+def limited_environment(loader: Any = None) -> LimitedSandbox:
+    """A sandbox for templates a pull request can change (prompt templates, the PR comment template)."""
+    import jinja2
+
+    env = LimitedSandbox(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["center"] = _center
+    env.filters["format"] = _format
+    return env

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import yaml
 
 Key = tuple[Any, ...]
-MAX_NUMBER = Decimal(10) ** 15  # prices, traffic, limits: beyond this a value is a typo
+MAX_NUMBER = Decimal(10) ** 12  # prices, traffic, limits: beyond this a value is a typo
 _THOUSANDS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
 _UNDERSCORES = re.compile(r"[0-9]+(_[0-9]+)*(\.[0-9]+)?")
 
@@ -88,6 +88,8 @@ class _Budget:
 def load_yaml(path: Path, what: str, error: type[Exception]) -> Located:
     """Read and parse a YAML file; a missing or unreadable file raises `error` saying which."""
     try:
+        if path.exists() and not path.is_file():
+            raise error(f"{path}: the {what} is not a regular file (a folder, device or pipe?). Fix the path.")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise error(f"{path}: {what} not found. Create it or fix the path.") from exc
@@ -124,7 +126,16 @@ def _build_node(node: yaml.Node, key: Key, lines: dict[Key, int], loader: yaml.S
                 error: type[Exception], budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        merged: list[Any] = []
         for k_node, v_node in node.value:
+            if k_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: keys given here win over merged ones
+                value = _build(v_node, key, lines, loader, path, error, budget)
+                sources = value if isinstance(value, list) else [value]
+                if not all(isinstance(source, dict) for source in sources):
+                    raise error(f"{path}:{k_node.start_mark.line + 1}: '<<' merges a mapping (or a list of them) "
+                                "into this one.")
+                merged += sources
+                continue
             k = _scalar(k_node, loader, path, error) if isinstance(k_node, yaml.ScalarNode) else None
             if not isinstance(k, (str, int, bool, float)) or k is None:
                 raise error(f"{path}:{k_node.start_mark.line + 1}: mapping keys must be plain names.")
@@ -135,6 +146,11 @@ def _build_node(node: yaml.Node, key: Key, lines: dict[Key, int], loader: yaml.S
                 )
             lines[key + (k,)] = k_node.start_mark.line + 1
             out[k] = _build(v_node, key + (k,), lines, loader, path, error, budget)
+        for source in merged:
+            for k, v in source.items():
+                if k not in out:
+                    out[k] = v
+                    lines.setdefault(key + (k,), node.start_mark.line + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(n, key + (i,), lines, loader, path, error, budget) for i, n in enumerate(node.value)]
@@ -192,7 +208,10 @@ class Reader:
     def number(self, key: Key, minimum: Decimal = Decimal(0), integer: bool = False,
                maximum: Decimal = MAX_NUMBER) -> Decimal:
         node = self.value(key)
-        text = str(node).strip()
+        try:
+            text = str(node).strip()
+        except ValueError:  # an int of over 4,300 digits
+            raise self.fail(key, "expected a number of sane size, got one of thousands of digits.") from None
         try:
             if isinstance(node, bool) or not isinstance(node, (int, float, str)) or len(text) > 60:
                 raise InvalidOperation
@@ -202,13 +221,15 @@ class Reader:
                                          "1_200_000.")
                 text = text.replace(",", "")
             number = Decimal(text.replace("_", "") if _UNDERSCORES.fullmatch(text) else text)
-        except InvalidOperation:
+        except (ArithmeticError, ValueError):
             raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
         what = "a whole number" if integer else "a number"
         if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):
             raise self.fail(key, f"expected {what} >= {minimum}, got {_kind(node)}.")
         if number > maximum:
             raise self.fail(key, f"expected {what} of at most {maximum:,}, got {_kind(node)}; a typo?")
+        if number != 0 and number.adjusted() < -12:
+            raise self.fail(key, f"expected {what} of at least 1e-12 (or 0), got {_kind(node)}; a typo?")
         return number
 
     def boolean(self, key: Key) -> bool:

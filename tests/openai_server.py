@@ -68,6 +68,24 @@ class FakeOpenAI:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        if action == "early-1xx":  # an interim 102 before the real answer (allowed by HTTP/1.1)
+            text = self.reply_text(body)
+            raw = (json.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]})).encode()
+            payload = b"data: " + raw + b"\n\ndata: [DONE]\n\n"
+            h.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                          b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            h.wfile.flush()
+            return
+        if action == "trickle-headers":  # the status line, then one header byte every 0.2 s, for ever
+            try:
+                h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(500):
+                    h.wfile.write(b"X")
+                    h.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            return
         if action == "badheader":  # a header line without a colon, echoing the key: urllib3 logs it with a traceback
             raw = (b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}\n\n'
                    b"data: [DONE]\n\n")

@@ -19,13 +19,18 @@ SUITE = """  s:
 """
 
 
+FOLDER = "<a folder>"
+
+
 def project(pytester: pytest.Pytester, config: str | None = None, prompts: str = PROMPTS, template: str = "Q: {{ q }}",
             baseline: str | None = None) -> None:
     pytester.makepyfile(echo_model="def run(prompt, params):\n    return 'ok ' + str(prompt)[:20]\n")
     pytester.makefile(".jsonl", prompts=prompts)
     pytester.makefile(".j2", t=template)
     pytester.makefile(".yaml", costgate=config if config is not None else f"models:\n{MODEL}suites:\n{SUITE}")
-    if baseline is not None:
+    if baseline == FOLDER:
+        (pytester.path / "costgate-baseline.json").mkdir()
+    elif baseline is not None:
         (pytester.path / "costgate-baseline.json").write_text(baseline)
 
 
@@ -65,7 +70,7 @@ CASES = {
                        ["*prompts.jsonl:3: not valid JSON*one JSON object*"]),
     "record without id": (dict(prompts='{"vars": {"q": "x"}}\n'), ["*prompts.jsonl:1: missing 'id'*"]),
     "bad weight": (dict(prompts='{"id": "a", "vars": {"q": "x"}, "weight": -2}\n'),
-                   ["*prompts.jsonl:1: 'a': 'weight' must be a positive number, got -2."]),
+                   ["*prompts.jsonl:1: 'a': 'weight' must be a positive number from 1e-9 to 1e12, got -2."]),
     "bad message": (dict(prompts='{"id": "a", "messages": [{"role": "user"}]}\n'),
                     ["*prompts.jsonl:1: 'a': messages?0? must be {\"role\": str, \"content\": str}*"]),
     "unknown record field": (dict(prompts='{"id": "a", "var": {"q": "x"}}\n'),
@@ -106,7 +111,7 @@ CASES = {
     "baseline nested deeply": (dict(baseline='{"schema": "costgate/1", "suites": ' + "[" * 100000 + "]" * 100000 + "}"),
                                ["*costgate-baseline.json: the baseline is nested too deeply*"]),
     "requests_per_month 1e400": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    requests_per_month: 1e400\n"),
-                                 ["*suites.s.requests_per_month: expected a number of at most 1,000,000,000,000,000, got '1e400'; a typo?"]),
+                                 ["*suites.s.requests_per_month: expected a number of at most 1,000,000,000,000, got '1e400'; a typo?"]),
     "requests_per_month 10**30": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    requests_per_month: {10**30}\n"),
                                   ["*suites.s.requests_per_month: expected a number of at most*a typo?"]),
     "decimal comma": (dict(config=f"models:\n{MODEL.replace('pricing: {input_per_1m: 1, output_per_1m: 2}', 'pricing:{0}      input_per_1m: 1,5{0}      output_per_1m: 2').format(chr(10))}suites:\n{SUITE}"),
@@ -134,6 +139,33 @@ CASES = {
     "deeply nested record": (dict(prompts='{"id": "a", "vars": {"q": ' + "[" * 100000 + "]" * 100000 + '}}\n'),
                              ["*prompts.jsonl:1: the record is nested too deeply*"]),
     "string times a billion": (dict(template="{{ 'x' * 10**9 }}"), ["*t.j2:1: rendering prompt 'a' failed: '*' would build*"]),
+    # found by an adversarial review after the first pass
+    "tiny exponent": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    max_error_rate: '1e-999999999999999999'\n"),
+                      ["*suites.s.max_error_rate: expected a number of at least 1e-12 (or 0)*a typo?"]),
+    "price below any currency": (dict(config=f"models:\n{MODEL.replace('input_per_1m: 1', 'input_per_1m: 1.0e-31')}suites:\n{SUITE}"),
+                                 ["*models.m.pricing.input_per_1m: expected a number of at least 1e-12*"]),
+    "tiny weight": (dict(prompts='{"id": "a", "vars": {"q": "x"}, "weight": 1e-31}\n'),
+                    ["*prompts.jsonl:1: 'a': 'weight' must be a positive number from 1e-9 to 1e12, got 1e-31."]),
+    "per_message beyond reason": (dict(config="models:\n" + MODEL.replace("pricing:", "tokenizer: {encoding: cl100k_base, "
+                                                                          "per_message: 200000000}\n    pricing:")
+                                       + f"suites:\n{SUITE}"),
+                                  ["*models.m.tokenizer.per_message: expected a whole number of at most 1,000*"]),
+    "threshold decimal comma": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    thresholds:\n      input_tokens_mean: {{fail: '+1,5%'}}\n"),
+                                ["*thresholds.input_tokens_mean.fail: '+1,5%': write decimals with a dot*"]),
+    "huge integer in a record": (dict(prompts='{"id": "a", "vars": {"q": ' + "9" * 5000 + '}}\n'),
+                                 ["*prompts.jsonl:1: unreadable JSON value (Exceeds the limit*"]),
+    "huge integer in the baseline": (dict(baseline='{"schema": "costgate/1", "suites": {"s": {"prompts": {}, "repeats": '
+                                                   + "9" * 5000 + '}}}'),
+                                     ["*costgate-baseline.json: the baseline holds an unreadable value*"]),
+    "template renders a lone surrogate": (dict(template='{{ "\\ud800" }}'),
+                                          ["*t.j2: prompt 'a' renders text that is not valid Unicode*"]),
+    "ljust a billion": (dict(template="{{ q.ljust(3000000000) }}"), ["*rendering prompt 'a' failed: a call with the number 3e+09*"]),
+    "format width a billion": (dict(template="{{ '%3000000000s'|format(q) }}"), ["*a format width over 7 digits*"]),
+    "str.format width a billion": (dict(template="{{ '{:>3000000000}'.format(q) }}"), ["*a format width over 7 digits*"]),
+    "model name of 600 characters": (dict(config="models:\n  m: {backend: openai, base_url: 'http://127.0.0.1:9/v1', model: '"
+                                                 + "x" * 600 + f"'}}\nsuites:\n{SUITE}"),
+                                     ["*models.m.model: expected the model name the server knows*"]),
+    "baseline is a folder": (dict(baseline=FOLDER), ["*costgate-baseline.json: the baseline is not a regular file*"]),
     "baseline with bad records": (dict(baseline=json.dumps({"schema": "costgate/1", "suites": {"s": {"prompts": {"a": 5}}}})),
                                   ["*costgate-baseline.json: suites.s.prompts.a: expected an object, got 5.*--costgate-update-baseline*"]),
 }

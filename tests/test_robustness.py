@@ -292,3 +292,144 @@ def test_benchmark_only_skips_the_gate_cleanly(pytester, demo, monkeypatch):
     result = pytester.runpytest(*GATE, "--benchmark-only")
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+
+
+def test_an_interim_1xx_answer_is_refused_and_never_shifts_answers(openai_server):
+    openai_server.default = "early-1xx"
+    client = backend(openai_server.url)
+    first = client.complete(Request("a", "alpha beta", {}))
+    second = client.complete(Request("b", "gamma delta epsilon", {}))
+    assert "interim HTTP 102" in first.error and "interim HTTP 102" in second.error
+    openai_server.default = "ok"
+    third = client.complete(Request("c", "zeta eta", {}))
+    assert third.error is None and third.text.startswith("Answer: zeta eta")  # its own answer, not a leftover
+
+
+def test_deadline_cuts_a_server_that_trickles_its_headers(openai_server):
+    openai_server.default = "trickle-headers"
+    started = time.perf_counter()
+    done = backend(openai_server.url, timeout_s=5, deadline_s=1).complete(Request("p", "hi", {}))
+    assert time.perf_counter() - started < 4 and "exceeded deadline_s=1s" in done.error
+
+
+def test_a_python_model_reporting_odd_timings_never_breaks_the_run(pytester):
+    pytester.makepyfile(odd="def run(prompt, params):\n    return {'text': 'ok', 'ttft_ms': 5000}\n")
+    pytester.makefile(".jsonl", prompts='{"id": "a", "prompt": "hi"}\n')
+    pytester.makefile(".yaml", costgate="models:\n  m: {backend: python, function: odd:run, path: .}\n"
+                                        "suites:\n  s: {model: m, prompts: prompts.jsonl}\n")
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*time to first token 5000.0 ms reported after the whole answer*dropped*"])
+
+
+def test_money_near_the_limits_is_formatted_not_crashed(pytester):
+    pytester.makepyfile(echo="def run(prompt, params):\n    return 'ok ' + prompt\n")
+    pytester.makefile(".jsonl", prompts='{"id": "a", "prompt": "hello there"}\n')
+    pytester.makefile(".yaml", costgate="""models:
+  m: {backend: python, function: echo:run, path: ., pricing: {input_per_1m: 999999999999, output_per_1m: 999999999999}}
+suites:
+  s: {model: m, prompts: prompts.jsonl, requests_per_month: 999999999999}
+""")
+    for _ in range(2):
+        result = pytester.runpytest(*GATE, "--costgate-update-baseline", "--costgate-report", "r.json",
+                                    "--costgate-markdown", "m.md")
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert main(["show", str(pytester.path / "r.json")]) == 0
+
+
+def test_tokens_only_never_writes_a_baseline(pytester, demo):
+    result = pytester.runpytest(*GATE, "--costgate-tokens-only", "--costgate-update-baseline")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--costgate-tokens-only calls no model*update the baseline with a replay*"])
+
+
+def test_a_single_file_for_an_encoding_built_from_two_says_so(tmp_path):
+    from pytest_costgate.errors import TokenizerError
+    from pytest_costgate.tokens import load_counter
+
+    bogus = tmp_path / "gpt2.tiktoken"
+    bogus.write_text("x")
+    with pytest.raises(TokenizerError, match="built from two data-gym files"):
+        load_counter(TokenizerSpec(encoding="gpt2", file=bogus))
+
+
+def test_an_interrupted_update_leaves_the_baseline(slow_project):
+    path = slow_project.path / "costgate-baseline.json"
+    (slow_project.path / "t.j2").write_text("Changed: {{ q }}")
+    before = path.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(slow_project.path)}
+    run = subprocess.Popen([sys.executable, "-m", "pytest", *GATE, "--costgate-update-baseline"],
+                           cwd=slow_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(2.2)  # s1 (60 x 20 ms) is done, s2 is running
+    run.send_signal(signal.SIGINT)
+    output = run.communicate(timeout=60)[0].decode()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "the run was interrupted; the baseline was left as it was" in output
+    assert path.read_bytes() == before
+
+
+def test_collect_only_writes_nothing(pytester, demo):
+    result = pytester.runpytest(*GATE, "--co", "--costgate-report", "r.json", "--costgate-markdown", "m.md")
+    result.stdout.fnmatch_lines(["*no suite ran; nothing was written*"])
+    assert not (demo / "r.json").exists() and not (demo / "m.md").exists()
+
+
+def test_a_device_is_not_read_as_a_report(capsys):
+    assert main(["show", "/dev/zero"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_yaml_merge_keys_work_in_the_config(pytester, demo):
+    config = demo / "costgate.yaml"
+    text = config.read_text().replace("  local-llama:\n", "  alias-bot:\n    <<: *bot\n    pricing: {input_per_1m: 1, "
+                                      "output_per_1m: 1}\n\n  local-llama:\n").replace(
+        "  support-bot:\n    backend: python\n", "  support-bot: &bot\n    backend: python\n")
+    config.write_text(text)
+    from pytest_costgate.config import load_config
+
+    models = load_config(config).models
+    assert models["alias-bot"].options["function"] == "demo_model:answer"
+    assert models["alias-bot"].pricing.input_per_1m == 1
+
+
+def test_a_markdown_template_that_never_ends_or_raises(pytester, demo, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("COSTGATE_RENDER_TIMEOUT_S", "0.05")
+    endless = demo / "endless.j2"
+    endless.write_text("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")
+    started = time.perf_counter()
+    result = pytester.runpytest(*GATE, "-k", "support", "--costgate-markdown", "m.md",
+                                "--costgate-markdown-template", "endless.j2")
+    assert time.perf_counter() - started < 30 and result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*could not render the Markdown diff*rendering took over 0.5s*"])
+    broken = tmp_path / "broken.j2"
+    broken.write_text("{{ 1/0 }}")
+    report = ROOT / "tests" / "golden" / "failing-suite.json"
+    assert main(["diff", str(report), str(report), "--template", str(broken)]) == 2
+    assert "rendering failed: ZeroDivisionError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["suites"]["support-answer"]["verdict"]["rows"][0].update(delta=-1), None),
+    (lambda d: d["summary"].update(status=[]), "summary.status: expected one of"),
+])
+def test_damaged_reports_that_pass_the_schema_do_not_crash_the_cli(tmp_path, capsys, damage, message):
+    doc = json.loads((ROOT / "tests" / "golden" / "failing-suite.json").read_text())
+    damage(doc)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    code = main(["show", str(path)])
+    err = capsys.readouterr().err
+    assert (code == 0 and message is None) or (code == 2 and message in err), err
+    assert "Traceback" not in err
+
+
+def test_against_skips_absolute_symlinks_elsewhere_in_the_repository(pytester, demo):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=demo, check=True, capture_output=True)
+
+    (demo / "elsewhere").symlink_to("/etc/hostname")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    result = pytester.runpytest(*GATE, "--costgate-against", "HEAD", "-k", "triage")
+    result.assert_outcomes(passed=1)

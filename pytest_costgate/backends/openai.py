@@ -17,6 +17,7 @@ from ..errors import BackendError
 from ..redact import redact, register, register_headers, register_url, shorten
 from ..retry import retry_after
 from . import Completion, Request
+from .httpguard import DEADLINES, guarded_session
 from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -88,6 +89,11 @@ class OpenAIBackend:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not host \
                 or any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
             raise fail("base_url", "expected an http(s) URL such as http://127.0.0.1:8000/v1 (no spaces).")
+        if len(url) > 2000:
+            raise fail("base_url", "is over 2,000 characters.")
+        model = options.get("model")
+        if model is not None and (not isinstance(model, str) or not model.strip() or len(model) > 500):
+            raise fail("model", "expected the model name the server knows (text of at most 500 characters).")
         if options.get("endpoint", "chat") not in ("chat", "completions"):
             raise fail("endpoint", "expected 'chat' or 'completions'.")
         for name in NUMBERS:
@@ -165,10 +171,17 @@ class OpenAIBackend:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:  # one connection pool per thread: requests.Session isn't thread-safe
-            session = self._local.session = requests.Session()
+            session = self._local.session = guarded_session()
             with self._lock:
                 self._sessions.append(session)
         return session
+
+    def _drop_connections(self) -> None:
+        """Forget this thread's kept-alive connections: after an odd answer, the next one may belong to it."""
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
 
     def complete(self, request: Request) -> Completion:
         """Replay one request, retrying 429/5xx/dropped streams; never raises for a failed request."""
@@ -222,16 +235,32 @@ class OpenAIBackend:
         return body
 
     def _attempt(self, body: dict[str, Any]) -> Completion:
+        with DEADLINES.limit(self.deadline) as guard:
+            try:
+                return self._exchange(body)
+            except (_Retryable, BackendError, requests.RequestException):
+                if guard.fired:  # the watchdog cut the connection: the deadline, not the server, ended it
+                    self._drop_connections()
+                    raise BackendError(f"{self.shown_url}: response exceeded deadline_s={self.deadline:g}s") from None
+                raise
+
+    def _exchange(self, body: dict[str, Any]) -> Completion:
         start = time.perf_counter()
         try:
             response = self._session().post(self.url, data=json.dumps(body), headers=self.headers,
                                             timeout=self.timeout, stream=True, allow_redirects=False)
         except requests.exceptions.ConnectionError as exc:
+            self._drop_connections()
             raise _Retryable(f"cannot connect to {self.shown_url} ({_reason(exc)}); is the server running "
                              "and is 'base_url' right?") from None
         except requests.exceptions.Timeout:
+            self._drop_connections()
             raise _Retryable(f"{self.shown_url} did not answer within {self.timeout[1]:g}s (timeout_s)") from None
         with response:
+            if response.status_code < 200:  # http.client takes a 102/103 as the answer; the real one would
+                self._drop_connections()     # then be read as the NEXT request's answer
+                raise BackendError(f"{self.shown_url} answered with an interim HTTP {response.status_code} this "
+                                   "client can't follow; serve the API without 1xx responses (e.g. no Early Hints).")
             if 300 <= response.status_code < 400:
                 location = redact(urljoin(self.url, response.headers.get("Location", "")))
                 raise BackendError(f"{self.shown_url} answered HTTP {response.status_code}, a redirect to "
@@ -279,10 +308,13 @@ class OpenAIBackend:
                     usage = chunk["usage"]
         except TruncatedStream:
             if not done:
+                self._drop_connections()
                 raise _Retryable(f"{self.shown_url}: the stream ended before the answer was complete") from None
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+            self._drop_connections()
             raise _Retryable(f"{self.shown_url}: the stream broke off ({_reason(exc)})") from None
         except requests.exceptions.Timeout:
+            self._drop_connections()
             raise _Retryable(f"{self.shown_url}: the stream stalled for more than {self.timeout[1]:g}s "
                              "(timeout_s)") from None
         e2e = (time.perf_counter() - start) * 1000

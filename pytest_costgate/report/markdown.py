@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from .. import __version__
 from ..document import Document, SuiteEntry, Summary
@@ -16,6 +16,7 @@ from ..errors import TemplateError
 from ..verdict import Row
 from ..escape import markdown_cell as cell
 from ..redact import redact
+from ..watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
 from .terminal import money, number, signed_money
 
 MARKER_PREFIX = "<!-- costgate-comment"
@@ -155,12 +156,11 @@ def _chart(rows: list[tuple[str, Decimal | None, Decimal]]) -> str | None:
 def render_markdown(report: Document, template: Path | None = None, limit: int = GITHUB_LIMIT,
                     gate: str | None = None) -> str:
     """The comment body, redacted; details are shortened first when the body would pass GitHub's limit."""
-    # A user's template is a file a pull request can change: sandboxed like prompt templates.
-    env = SandboxedEnvironment(loader=jinja2.PackageLoader("pytest_costgate.report", "templates"),
-                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    # A user's template is a file a pull request can change: sandboxed and time-limited like prompt templates.
+    env = limited_environment(jinja2.PackageLoader("pytest_costgate.report", "templates"))
     try:
         tpl = env.from_string(template.read_text(encoding="utf-8")) if template else env.get_template("comment.md.j2")
-    except (OSError, jinja2.TemplateError) as exc:
+    except (OSError, UnicodeDecodeError, jinja2.TemplateError) as exc:
         raise TemplateError(f"{template}: cannot load the Markdown template: {exc}") from None
     attempts = [(10, True, None), (3, True, "showing the top 3 prompts per suite"),
                 (0, True, "prompt details left out"), (0, False, "prompt details and notes left out")]
@@ -168,9 +168,18 @@ def render_markdown(report: Document, template: Path | None = None, limit: int =
         ctx = context(report, top, notes, gate)
         ctx["shortened"] = f"Details shortened to fit GitHub's {limit:,}-character limit: {cut}." if cut else None
         try:
-            body = tpl.render(**ctx)
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"{template or 'comment.md.j2'}: rendering failed: {exc}") from None
+            with WATCHDOG.watch() as job:
+                job.deadline = time.monotonic() + 10 * render_timeout()
+                body = tpl.render(**ctx)
+        except RenderTimeout:
+            raise TemplateError(f"{template or 'comment.md.j2'}: rendering took over {10 * render_timeout():g}s; "
+                                "simplify the template.") from None
+        except Exception as exc:  # noqa: BLE001 - a user's template can raise anything (MemoryError included)
+            raise TemplateError(f"{template or 'comment.md.j2'}: rendering failed: {type(exc).__name__}: "
+                                f"{str(exc)[:300]}") from None
+        if len(body) > MAX_OUTPUT:
+            raise TemplateError(f"{template or 'comment.md.j2'}: renders {len(body):,} characters; a comment can't "
+                                f"hold over {limit:,}.")
         body = redact(body)
         if not body.startswith(ctx["marker"]):  # a user's template may leave it out: ours is found by it
             body = f"{ctx['marker']}\n{body}"

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .aggregate import aggregate
 from .backends import Request, create_backend
@@ -82,11 +85,23 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult])
     counter = load_counter(spec.model.tokenizer)
     price = spec.model.pricing
     results: list[PromptResult] = []
-    with no_gc():  # millions of small, acyclic objects: the cycle collector would only rescan them
+    workers = min(os.cpu_count() or 1, 8)
+
+    def finish(chunk: list[Any], counts: Callable[[], list[int]]) -> None:
+        for r, n in zip(chunk, counts()):
+            reference = counter.count(r.reference) if r.reference is not None else None
+            results.append(tokens_only(r.id, r.weight, n, base_results.get(r.id), reference, price))
+
+    # A small pipeline: while the encoder threads count one chunk, this thread parses and renders the next.
+    with ThreadPoolExecutor(workers) as pool, no_gc():  # millions of acyclic objects: nothing for the GC to find
+        inflight: deque[tuple[list[Any], Callable[[], list[int]]]] = deque()
         for chunk in stream.chunks():
-            for r, n in zip(chunk, count_inputs(counter, renderer.render_all(chunk))):
-                reference = counter.count(r.reference) if r.reference is not None else None
-                results.append(tokens_only(r.id, r.weight, n, base_results.get(r.id), reference, price))
+            inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), workers)))
+            if len(inflight) > 2:
+                finish(*inflight.popleft())
+        while inflight:
+            finish(*inflight.popleft())
+    gc.freeze()  # what is kept now lives to the end of the run: later collections needn't scan it
     return results, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
 
 

@@ -37,6 +37,15 @@ class _Part:
     origin: str
     plain: tuple[str | _Hole, ...] | None = None  # text and {{ name }} holes only: rendered without Jinja's runtime
 
+    @property
+    def format(self) -> tuple[str, tuple[str, ...]] | None:
+        """The plain template as a str.format pattern and the hole names in order ({{ x }} is format(x, ''),
+        which is str(x) for the JSON values records hold)."""
+        if self.plain is None:
+            return None
+        pattern = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in self.plain)
+        return pattern, tuple(p.name for p in self.plain if not isinstance(p, str))
+
 
 def plain_parts(env: SandboxedEnvironment, source: str) -> tuple[str | _Hole, ...] | None:
     """The template as text and `{{ name }}` holes, when that is all it is (per Jinja's own parse); else None.
@@ -69,6 +78,7 @@ class PromptRenderer:
     def __init__(self, spec: TemplateSpec | None) -> None:
         self.parts: list[_Part] = []
         self.hash: str | None = None
+        self._formats: list[tuple[str, tuple[str, ...]] | None] | None = None
         if spec is None:
             return
         if spec.text is not None:
@@ -82,6 +92,8 @@ class PromptRenderer:
             for role, source, origin in spec.chat:
                 self.parts.append(_Part(role, _compile(env, source, origin, None), origin, plain_parts(env, source)))
             self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
+        formats = [part.format for part in self.parts]
+        self._formats = formats if all(f is not None for f in formats) else None
 
     def render_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
         """Every record rendered, in order, each within the time and size limits."""
@@ -112,12 +124,37 @@ class PromptRenderer:
             raise TemplateError(f"prompt '{record.id}' has only 'vars', but the suite has no template. "
                                 "Add 'template:' or 'chat_template:' to the suite, or give the record "
                                 "'messages' or 'prompt'.")
+        if self._formats is not None and self.parts[0].role is None:
+            return self._format(0, record)
         context: dict[str, Any] = dict(record.vars)
         context.setdefault("messages", [dict(m) for m in record.messages or ()])
         context.setdefault("prompt_id", record.id)
         if self.parts[0].role is None:
             return self._render(self.parts[0], context, record)
         return tuple({"role": p.role or "", "content": self._render(p, context, record)} for p in self.parts)
+
+    def _format(self, index: int, record: PromptRecord) -> str:
+        """A plain text template filled without building a context: ~1 microsecond a prompt."""
+        pattern, names = self._formats[index]  # type: ignore[index]
+        variables = record.vars
+        values = []
+        for name in names:
+            if name in variables:
+                values.append(variables[name])
+            elif name == "prompt_id":
+                values.append(record.id)
+            elif name == "messages":
+                values.append([dict(m) for m in record.messages or ()])
+            else:
+                hole = next(p for p in self.parts[index].plain or () if not isinstance(p, str) and p.name == name)
+                raise TemplateError(f"{self.parts[index].origin}:{hole.line}: rendering prompt '{record.id}' failed: "
+                                    f"'{name}' is undefined. Add the variable to the record's 'vars' or guard it "
+                                    "with '{% if x is defined %}'.")
+        text = pattern.format(*values)
+        if len(text) > MAX_OUTPUT:
+            raise TemplateError(f"{self.parts[index].origin}: prompt '{record.id}' renders to {len(text):,} "
+                                f"characters, over the {MAX_OUTPUT:,} a prompt may have.")
+        return text
 
     def _render(self, part: _Part, context: dict[str, Any], record: PromptRecord) -> str:
         if part.plain is not None:
@@ -128,7 +165,9 @@ class PromptRenderer:
                 raise TemplateError(f"{part.origin}:{hole.line}: rendering prompt '{record.id}' failed: '{hole.name}' "
                                     "is undefined. Add the variable to the record's 'vars' or guard it with "
                                     "'{% if x is defined %}'.") from None
-            return _checked(text, part, record)
+            if len(text) > MAX_OUTPUT:
+                return _checked(text, part, record)
+            return text
         try:
             text = part.template.render(context)
         except RenderTimeout:

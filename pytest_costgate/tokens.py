@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -24,11 +24,41 @@ class _Encoder(Protocol):
 class TokenCounter:
     """Counts tokens of text and of chat messages the way the API bills them."""
 
-    def __init__(self, name: str, lengths: _Encoder, spec: TokenizerSpec, engine: Any = None) -> None:
+    def __init__(self, name: str, lengths: _Encoder, spec: TokenizerSpec, engine: Any = None,
+                 slices: bool = True) -> None:
         self.name = name
         self._lengths = lengths
         self.spec = spec
         self.engine = engine  # the tiktoken Encoding or tokenizers.Tokenizer doing the work
+        self._slices = slices  # whether counting splits over threads (tiktoken) or parallelises itself (tokenizers)
+
+    def count_later(self, pool: Executor, prompts: Sequence[Any], workers: int) -> Callable[[], list[int]]:
+        """Start counting rendered prompts (texts, or chat messages) on `pool`; the returned call waits for the
+        counts. Lets the caller parse and render the next chunk while these are counted (the encoders release
+        the GIL)."""
+        texts = [p for p in prompts if isinstance(p, str)]
+        if len(texts) != len(prompts):  # chat messages: counted here, texts on the pool
+            counts = [self.count_messages(p) if not isinstance(p, str) else 0 for p in prompts]
+            positions = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+            wait = self.count_later(pool, texts, workers)
+
+            def merged() -> list[int]:
+                for i, n in zip(positions, wait()):
+                    counts[i] = n
+                return counts
+
+            return merged
+        parts = max(1, workers if self._slices else 1)
+        size = -(-len(texts) // parts) or 1
+        futures = [pool.submit(self._lengths_one_thread, texts[i:i + size]) for i in range(0, len(texts), size)]
+        return lambda: [n for future in futures for n in future.result()]
+
+    def _lengths_one_thread(self, texts: list[str]) -> list[int]:
+        return self._single(texts) if self._slices else self._lengths(texts)
+
+    def _single(self, texts: list[str]) -> list[int]:
+        encode = self.engine.encode_ordinary
+        return [len(encode(t)) for t in texts]
 
     def count(self, text: str) -> int:
         return self._lengths([text])[0]
@@ -87,7 +117,7 @@ def _hf_counter(spec: TokenizerSpec) -> TokenCounter:
                              "Export it with tokenizer.save('tokenizer.json').") from None
     return TokenCounter(f"tokenizer.json:{Path(str(path)).parent.name}",
                         lambda texts: [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)],
-                        spec, tokenizer)
+                        spec, tokenizer, slices=False)
 
 
 def _tiktoken_encoding(name: str, file: Path | None) -> Any:

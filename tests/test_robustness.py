@@ -358,11 +358,15 @@ def test_an_interrupted_update_leaves_the_baseline(slow_project):
     (slow_project.path / "t.j2").write_text("Changed: {{ q }}")
     before = path.read_bytes()
     env = {**os.environ, "PYTHONPATH": str(slow_project.path)}
-    run = subprocess.Popen([sys.executable, "-m", "pytest", *GATE, "--costgate-update-baseline"],
+    run = subprocess.Popen([sys.executable, "-m", "pytest", *GATE, "--costgate-update-baseline", "-v"],
                            cwd=slow_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(2.2)  # s1 (60 x 20 ms) is done, s2 is running
+    seen = b""
+    while b"::s1 PASSED" not in seen:  # s1 is done, s2 (60 x 20 ms) is running
+        line = run.stdout.readline()
+        assert line, seen.decode()
+        seen += line
     run.send_signal(signal.SIGINT)
-    output = run.communicate(timeout=60)[0].decode()
+    output = seen.decode() + run.communicate(timeout=60)[0].decode()
     assert run.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "the run was interrupted; the baseline was left as it was" in output
     assert path.read_bytes() == before

@@ -146,10 +146,18 @@ class SuiteEntry:
     repeats: int = 1
     load_s: float = 0.0
     wall_s: float = 0.0
+    concurrency: int = 1  # requests in flight while replaying
     verdict: SuiteVerdict | None = None
     prompt_changes: tuple[PromptChange, ...] = ()
     baseline_template_hash: str | None = None
     baseline_source: str | None = None
+
+    @property
+    def requests_per_s(self) -> float | None:
+        """Requests completed per second of replay (every repeat counted), None for tokens-only."""
+        if self.mode != "replay" or not self.wall_s:
+            return None
+        return round(self.metrics.n * self.repeats / self.wall_s, 3)
 
     @property
     def status(self) -> str:
@@ -168,6 +176,7 @@ class SuiteEntry:
             "pricing": None if self.pricing is None else dict(self.pricing),
             "requests_per_month": None if self.requests_per_month is None else decimal_text(self.requests_per_month),
             "fingerprint": dict(self.fingerprint), "load_s": round(self.load_s, 4), "wall_s": round(self.wall_s, 4),
+            "concurrency": self.concurrency, "requests_per_s": self.requests_per_s,
             "metrics": self.metrics.to_json(),
             "latency": {k: (None if v is None else dict(v)) for k, v in self.latency.items()},
             "errors": list(self.errors), "repeats": self.repeats, "unmeasured": list(self.unmeasured),

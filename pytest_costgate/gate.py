@@ -18,7 +18,7 @@ from .compare import distinct, judge_suite, prompt_changes
 from .config import Config, SuiteSpec
 from .document import Document, PromptResult, SuiteEntry
 from .environment import environment
-from .measure import replay, tokens_only
+from .measure import Progress, replay, tokens_only
 from .pricing import describe
 from .prompts import PromptSet, PromptStream, load_prompt_set
 from .render import PromptRenderer
@@ -77,7 +77,8 @@ def prepare(spec: SuiteSpec) -> Prepared:
     return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered))
 
 
-def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult]) -> tuple[list[PromptResult], Meta]:
+def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
+                      progress: Progress | None = None) -> tuple[list[PromptResult], Meta]:
     """Tokens-only records, streaming the prompt set chunk by chunk: parse, render, count, keep one compact
     record per prompt. Prompt records and rendered text never pile up, so a million prompts fit."""
     stream = PromptStream(spec.prompts)
@@ -86,11 +87,14 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult])
     price = spec.model.pricing
     results: list[PromptResult] = []
     workers = min(os.cpu_count() or 1, 8)
+    total = stream.estimate() if progress is not None else 0
 
     def finish(chunk: list[Any], counts: Callable[[], list[int]]) -> None:
         for r, n in zip(chunk, counts()):
             reference = counter.count(r.reference) if r.reference is not None else None
             results.append(tokens_only(r.id, r.weight, n, base_results.get(r.id), reference, price))
+        if progress is not None:
+            progress(len(results), max(total, len(results) + 1), 0, 0)
 
     # A small pipeline: while the encoder threads count one chunk, this thread parses and renders the next.
     with ThreadPoolExecutor(workers) as pool, no_gc():  # millions of acyclic objects: nothing for the GC to find
@@ -101,21 +105,24 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult])
                 finish(*inflight.popleft())
         while inflight:
             finish(*inflight.popleft())
+    if progress is not None:
+        progress(len(results), len(results), 0, 0)
     gc.freeze()  # what is kept now lives to the end of the run: later collections needn't scan it
     return results, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
 
 
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
-              deadline: float | None = None) -> SuiteEntry:
+              deadline: float | None = None, progress: Progress | None = None) -> SuiteEntry:
     """Measure one suite and judge it against the baseline; returns its judged costgate/1 suite entry."""
     base = baseline.suites.get(spec.name) if baseline else None
     base_results = base.prompts if base else {}
     price = spec.model.pricing
     mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
     load_s = wall_s = 0.0
+    concurrency = 1
     references: dict[str, str] = {}
     if mode == "tokens-only":
-        results, meta = count_tokens_only(spec, base_results)
+        results, meta = count_tokens_only(spec, base_results, progress)
         fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
     else:
         prep = prepare(spec)
@@ -125,11 +132,12 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens
         load_s = time.perf_counter() - started
         try:
             results, wall_s = replay(backend, prep.requests(spec), prep.counter, price, spec.warmup, spec.repeats,
-                                     suite_deadline(spec, started, deadline))
+                                     suite_deadline(spec, started, deadline), progress)
             fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
+            concurrency = max(1, int(getattr(backend, "concurrency", 1)))
         finally:
             backend.close()
-    entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s)
+    entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency)
     verdict = judge_suite(config, spec, results, base, baseline is not None, entry, references)
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
                    prompt_changes=prompt_changes(results, base_results))
@@ -144,7 +152,7 @@ def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> f
 
 
 def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult], mode: str,
-               fingerprint: dict[str, str], load_s: float, wall_s: float) -> SuiteEntry:
+               fingerprint: dict[str, str], load_s: float, wall_s: float, concurrency: int = 1) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
     summary = aggregate(results, spec.requests_per_month)
     measured = {r.id for r in results}
@@ -156,7 +164,7 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult], mod
         latency=MappingProxyType(dict(summary.latency)), prompts=MappingProxyType({r.id: r for r in results}),
         errors=tuple(distinct(r.error for r in results if r.error)),
         unmeasured=tuple(i for i in meta.ids if i not in measured),
-        repeats=spec.repeats, load_s=load_s, wall_s=wall_s)
+        repeats=spec.repeats, load_s=load_s, wall_s=wall_s, concurrency=concurrency)
 
 
 def rejudge(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry, source: str,

@@ -4,10 +4,12 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .backends import Backend, Completion, Request
 from .config import GpuPrice, TokenPrice
@@ -22,41 +24,126 @@ MAX_TOKENS = 100_000_000  # per request; larger counts are not believed
 MAX_MS = 86_400_000.0  # a timing over a day is not a timing
 
 
+Progress = Callable[[int, int, int, int], None]  # (requests done, total, errors, output tokens)
+
+
+class _Pacer:
+    """At most `rate` sends a second across every worker (max_requests_per_s)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next)
+            self.next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
            price: TokenPrice | GpuPrice | None, warmup: int = 0, repeats: int = 1,
-           deadline: float | None = None) -> tuple[list[PromptResult], float]:
+           deadline: float | None = None, progress: Progress | None = None) -> tuple[list[PromptResult], float]:
     """Replay (request, rendered_tokens, weight) after `warmup` discarded calls; returns records and wall seconds.
 
-    With `repeats` > 1 the whole set is replayed in rounds (so drift hits every prompt alike) and a
-    prompt's timings are the medians of its runs. Past `deadline` (a perf_counter value) nothing more
-    is sent: prompts not measured by then are left out of the records.
+    A backend with `concurrency` N keeps N requests in flight (each timed on its own); one with
+    `batch_size` sends batches. With `repeats` > 1 the whole set is replayed in rounds (so drift hits
+    every prompt alike) and a prompt's timings are the medians of its runs. Past `deadline` (a
+    perf_counter value) nothing more is sent: prompts not measured by then are left out.
     """
     size = max(1, int(getattr(backend, "batch_size", 1)))
     send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
-
-    def run(chunk: Sequence[tuple[Request, int, Decimal]]) -> list[Completion]:
-        return call(backend, [r for r, _, _ in chunk], send)
-
     step = size if send else 1
-    for i in range(0, min(warmup, len(requests)), step):
-        run(requests[i:i + step])
+    workers = 1 if send else max(1, int(getattr(backend, "concurrency", 1)))
+    pacer = _Pacer(getattr(backend, "max_requests_per_s", None))
+    chunks = [requests[i:i + step] for i in range(0, len(requests), step)]
+    for chunk in chunks[: -(-min(warmup, len(requests)) // step)]:
+        call(backend, [r for r, _, _ in chunk], send)
     runs: dict[str, list[Completion]] = {}
+    total = len(requests) * repeats
+    tally = [0, 0, 0]  # done, errors, output tokens (for progress)
+
+    def report(done: list[Completion]) -> None:
+        tally[0] += len(done)
+        tally[1] += sum(1 for c in done if c.error)
+        tally[2] += sum(c.output_tokens or 0 for c in done)
+        if progress is not None:
+            progress(tally[0], total, tally[1], tally[2])
+
     start = time.perf_counter()
     for _ in range(repeats):
-        failures, tripped = 0, None
-        for i in range(0, len(requests), step):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            chunk = requests[i:i + step]
-            done = [tripped] * len(chunk) if tripped else run(chunk)
-            for (request, _, _), completion in zip(chunk, done):
-                runs.setdefault(request.id, []).append(completion)
-                failures = failures + 1 if completion.error else 0
-                if failures >= CONSECUTIVE_FAILURES and tripped is None:
-                    tripped = Completion(error=f"not sent: the last {failures} requests failed ({completion.error})")
+        began = time.perf_counter()
+        finished = _round(chunks, workers, lambda chunk: call(backend, [r for r, _, _ in chunk], send), deadline,
+                          pacer, report)
+        if workers > 1:  # N in flight share the device: each request is charged its share of the round's wall time
+            finished = _share_busy(finished, time.perf_counter() - began)
+        for chunk, done in zip(chunks, finished):
+            if done is not None:
+                for (request, _, _), completion in zip(chunk, done):
+                    runs.setdefault(request.id, []).append(completion)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
     wall = time.perf_counter() - start
     return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]))
             for r, n, w in requests if r.id in runs], wall
+
+
+def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequence[Any]], list[Completion]],
+           deadline: float | None, pacer: _Pacer, report: Callable[[list[Completion]], None]
+           ) -> list[list[Completion] | None]:
+    """One pass over the chunks with `workers` in flight; None for chunks the deadline left unsent. After
+    CONSECUTIVE_FAILURES failures in a row (in completion order) the rest is failed without sending."""
+    results: list[list[Completion] | None] = [None] * len(chunks)
+    lock = threading.Lock()
+    state = {"next": 0, "failures": 0, "tripped": None}
+
+    def work() -> None:
+        while True:
+            with lock:
+                index = state["next"]
+                if index >= len(chunks) or (deadline is not None and time.perf_counter() > deadline):
+                    return
+                state["next"] = index + 1
+                tripped = state["tripped"]
+            if tripped is not None:
+                done = [tripped] * len(chunks[index])
+            else:
+                pacer.wait()
+                done = send(chunks[index])
+            with lock:
+                results[index] = done
+                for completion in done:
+                    state["failures"] = state["failures"] + 1 if completion.error else 0
+                    if state["failures"] >= CONSECUTIVE_FAILURES and state["tripped"] is None:
+                        state["tripped"] = Completion(error=f"not sent: the last {state['failures']} requests failed "
+                                                            f"({completion.error})")
+                report(done)
+
+    if workers == 1:
+        work()
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="costgate-replay") as pool:
+            for future in [pool.submit(work) for _ in range(workers)]:
+                future.result()
+    return results
+
+
+def _share_busy(finished: list[list[Completion] | None], wall_s: float) -> list[list[Completion] | None]:
+    """busy_ms for concurrent requests: the round's wall time split in proportion to each request's own time,
+    so the shares add up to the wall time (GPU pricing then costs usd/h x wall / completed on average)."""
+    timed = [c for done in finished if done for c in done if c.error is None and c.busy_ms is None and c.e2e_ms]
+    total = sum(c.e2e_ms or 0.0 for c in timed)
+    if not total:
+        return finished
+    scale = wall_s * 1000 / total
+    shared = {id(c) for c in timed}
+    return [None if done is None else [replace(c, busy_ms=(c.e2e_ms or 0.0) * scale) if id(c) in shared else c
+                                       for c in done] for done in finished]
 
 
 def call(backend: Backend, requests: Sequence[Request], send: Any = None) -> list[Completion]:

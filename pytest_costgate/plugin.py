@@ -1,6 +1,7 @@
 """pytest hooks only, in lifecycle order; the work happens in the pure modules they call."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,7 +33,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(STATE, None)
     if state is not None:
-        items.extend(CostgateFile.from_parent(session, path=state.config.path).collect())
+        collector = CostgateFile.from_parent(session, path=state.config.path)
+        suites = list(collector.collect())
+        # Reported like any collected file, so "collected N items" and --co count the suites.
+        session.ihook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, suites))
+        items.extend(suites)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -83,7 +88,8 @@ class SuiteItem(pytest.Item):
             entry, base_entry = run_against(state.config, spec, state.base_config, state.against,
                                             state.tokens_only, state.deadline)
         else:
-            entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline)
+            entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline,
+                              progress_for(self, spec.name, state.tokens_only or spec.tokens_only))
         # Results ride the report to the controller: as objects in this process, as plain data from an xdist
         # worker (see pytest_runtest_makereport). --junitxml gets only the status.
         self.costgate_result = {"name": self.name, "entry": entry, "base": base_entry}
@@ -105,6 +111,34 @@ class SuiteItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"costgate suite {self.name}"
+
+
+def progress_for(item: pytest.Item, name: str, tokens_only: bool) -> Any:
+    """A progress line for this suite on the terminal (not on xdist workers, whose output isn't shown; not with -q)."""
+    config = item.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
+        return None
+    from .escape import terminal
+    from .progress import Progress
+
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    tty = reporter.isatty() if callable(getattr(reporter, "isatty", None)) else bool(getattr(reporter, "isatty", False))
+
+    def write(text: str, final: bool) -> None:
+        context = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+        with context:
+            if tty:
+                reporter.rewrite(terminal(text), erase=True)
+                if final:
+                    reporter.write("\n")
+            else:
+                reporter.ensure_newline()
+                reporter.write_line(terminal(text))
+
+    if tty:
+        reporter.ensure_newline()
+    return Progress(name, write, tty, "prompts" if tokens_only else "requests")
 
 
 def internal_error(name: str, excinfo: pytest.ExceptionInfo[BaseException]) -> str:

@@ -207,6 +207,7 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
         repeats=r.count(node.get("repeats"), path + ("repeats",), minimum=1) or 1,
         load_s=r.real(node.get("load_s"), path + ("load_s",)) or 0.0,
         wall_s=r.real(node.get("wall_s"), path + ("wall_s",)) or 0.0,
+        concurrency=r.count(node.get("concurrency"), path + ("concurrency",), minimum=1) or 1,
         verdict=None if verdict is None else _verdict(verdict, r, path + ("verdict",)),
         prompt_changes=tuple(_change(c, r, path + ("prompt_changes", i))
                              for i, c in enumerate(r.items(node.get("prompt_changes"), path + ("prompt_changes",)))),

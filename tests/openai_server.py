@@ -17,7 +17,10 @@ class FakeOpenAI:
     `redirect_to`), usage-string / usage-negative (bad usage counts).
     """
 
-    def __init__(self, stall_s: float = 2.0) -> None:
+    def __init__(self, stall_s: float = 2.0, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # every answer waits this long first (a model's latency)
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
         self.script: deque[str] = deque()
         self.default = "ok"
         self.requests: list[dict[str, Any]] = []
@@ -34,11 +37,22 @@ class FakeOpenAI:
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                owner.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-                action = owner.script.popleft() if owner.script else owner.default
-                owner.respond(self, action, body)
+                with owner.lock:
+                    owner.requests.append({"path": self.path, "body": body, "headers": dict(self.headers),
+                                           "at": time.monotonic()})
+                    action = owner.script.popleft() if owner.script else owner.default
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    if owner.delay_s:
+                        time.sleep(owner.delay_s)
+                    owner.respond(self, action, body)
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # many clients at once: don't let the listen backlog add SYN retries
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # the client hanging up on a stalled stream is the point of that test
 
@@ -114,8 +128,8 @@ class FakeOpenAI:
             h.end_headers()
             h.wfile.write(payload)
             return
-        if action in ("429", "500", "401"):
-            code = int(action)
+        if action in ("429", "500", "401", "429-wait"):
+            code = int(action[:3])
             message = {429: "Rate limit reached for requests", 500: "The server had an error",
                        401: "Incorrect API key provided"}[code]
             payload = json.dumps({"error": {"message": message, "type": "error", "code": None}}).encode()
@@ -123,7 +137,7 @@ class FakeOpenAI:
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(payload)))
             if code == 429:
-                h.send_header("Retry-After", "0")
+                h.send_header("Retry-After", "0.5" if action == "429-wait" else "0")
             h.end_headers()
             h.wfile.write(payload)
             return

@@ -61,6 +61,24 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+CONCURRENCY_OPTIONS = frozenset({"concurrency", "max_requests_per_s"})
+
+
+def check_concurrency(options: Mapping[str, Any], fail: Any) -> tuple[int, float | None]:
+    """`concurrency` (requests in flight, 1 to 1024) and `max_requests_per_s` (a positive number), checked."""
+    import math
+
+    concurrency = options.get("concurrency", 1)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
+        raise fail("concurrency", f"expected a whole number of requests in flight from 1 to 1024, got {concurrency!r}."
+                   if not isinstance(concurrency, int) or abs(concurrency) < 10**30 else "expected 1 to 1024.")
+    rate = options.get("max_requests_per_s")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or
+                             (isinstance(rate, int) and abs(rate) > 10**9) or not math.isfinite(rate) or rate <= 0):
+        raise fail("max_requests_per_s", "expected a positive number of requests a second.")
+    return concurrency, None if rate is None else float(rate)
+
+
 def _available() -> dict[str, str]:
     found = dict(BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -16,7 +16,7 @@ from ..config import ModelSpec
 from ..errors import BackendError
 from ..redact import redact, register, register_headers, register_url, shorten
 from ..retry import retry_after
-from . import Completion, Request
+from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
 from .httpguard import DEADLINES, guarded_session
 from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
@@ -73,7 +73,7 @@ class OpenAIBackend:
     OPTIONS: ClassVar[frozenset[str]] = frozenset({
         "base_url", "model", "api_key_env", "endpoint", "timeout_s", "connect_timeout_s",
         "deadline_s", "max_retries", "backoff_s", "max_backoff_s", "headers",
-    })
+    }) | CONCURRENCY_OPTIONS
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> None:
@@ -98,6 +98,7 @@ class OpenAIBackend:
             raise fail("endpoint", "expected 'chat' or 'completions'.")
         for name in NUMBERS:
             _number(options, name, fail)
+        check_concurrency(options, fail)
         retries = options.get("max_retries", 3)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
             raise fail("max_retries", f"expected a whole number from 0 to 100, got {_safe_repr(retries)}.")
@@ -153,6 +154,7 @@ class OpenAIBackend:
         self.max_retries = int(opts.get("max_retries", 3))
         self.backoff = _number(opts, "backoff_s", fail)
         self.max_backoff = _number(opts, "max_backoff_s", fail)
+        self.concurrency, self.max_requests_per_s = check_concurrency(opts, fail)
         self.sleep = sleep
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

@@ -8,15 +8,22 @@ from typing import Any, Callable, ClassVar
 
 from ..config import ModelSpec
 from ..errors import BackendError
-from . import Completion, Request
+from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
 
 
 class PythonBackend:
     """Calls `function(prompt, params)`; it returns text or {"text", "input_tokens", "output_tokens"}."""
 
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"function", "path"})
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"function", "path"}) | CONCURRENCY_OPTIONS
+
+    @classmethod
+    def check_options(cls, options: Any, fail: Callable[[str, str], Exception]) -> None:
+        check_concurrency(options, fail)
 
     def __init__(self, spec: ModelSpec) -> None:
+        # concurrency > 1 calls the function from several threads at once: it must be thread-safe
+        self.concurrency, self.max_requests_per_s = check_concurrency(
+            spec.options, lambda name, message: BackendError(f"{spec.where}: {name}: {message}"))
         target = spec.options.get("function")
         if not isinstance(target, str) or ":" not in target:
             raise BackendError(f"{spec.where}: 'function' must be 'module:function', e.g. 'my_models:answer'.")

@@ -1,0 +1,143 @@
+"""Issue 10: concurrent API replay, shards, incremental replay and progress."""
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from openai_server import FakeOpenAI
+from pytest_costgate.backends import Request
+from pytest_costgate.backends.openai import OpenAIBackend
+from pytest_costgate.config import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.measure import replay
+from pytest_costgate.tokens import load_counter
+
+GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
+
+
+def api(url: str, **options) -> OpenAIBackend:
+    opts = {"base_url": url, "max_retries": 3, "backoff_s": 0.01, **options}
+    return OpenAIBackend(ModelSpec("m", "openai", opts, TokenizerSpec("cl100k_base"), None, "x", Path(".")))
+
+
+def requests(n: int) -> list:
+    return [(Request(f"p{i}", f"question number {i} about refunds", {"max_tokens": 4}), 8, Decimal(1)) for i in range(n)]
+
+
+@pytest.fixture
+def slow_server():
+    server = FakeOpenAI(delay_s=0.05)
+    yield server
+    server.close()
+
+
+def test_concurrency_keeps_n_in_flight_and_times_each_request(slow_server):
+    counter = load_counter(TokenizerSpec("cl100k_base"))
+    price = TokenPrice(Decimal(1), Decimal(2))
+    serial, serial_wall = replay(api(slow_server.url), requests(32), counter, price)
+    slow_server.max_in_flight = 0
+    parallel, parallel_wall = replay(api(slow_server.url, concurrency=8), requests(32), counter, price)
+    assert 8 <= slow_server.max_in_flight <= 9  # the server counts a request until its last write returns
+    assert parallel_wall < serial_wall / 4
+    # each request is timed on its own: about the server's 50 ms, not the queue before it
+    assert all(40 < r.e2e_ms < 400 for r in parallel)
+    assert [(r.id, r.input_tokens, r.output_tokens, r.cost) for r in parallel] == \
+        [(r.id, r.input_tokens, r.output_tokens, r.cost) for r in serial]
+
+
+def test_a_429_holds_back_every_worker(slow_server):
+    slow_server.script.extend(["429-wait"])
+    client = api(slow_server.url, concurrency=4)
+    counter = load_counter(TokenizerSpec("cl100k_base"))
+    started = time.monotonic()
+    results, _ = replay(client, requests(12), counter, None)
+    assert all(r.error is None for r in results)
+    first_429 = slow_server.requests[0]["at"]
+    # after the 429 (Retry-After 0.5 s), no request was sent inside the wait except those already in flight
+    sent_during = [r for r in slow_server.requests[1:] if first_429 + 0.1 < r["at"] < first_429 + 0.45]
+    assert len(sent_during) <= 3, [round(r["at"] - started, 3) for r in slow_server.requests]
+
+
+def test_max_requests_per_s_paces_every_worker(slow_server):
+    counter = load_counter(TokenizerSpec("cl100k_base"))
+    replay(api(slow_server.url, concurrency=8, max_requests_per_s=40), requests(20), counter, None)
+    times = sorted(r["at"] for r in slow_server.requests)
+    assert times[-1] - times[0] >= 19 / 40 * 0.9
+
+
+def test_errors_are_counted_the_same_with_concurrency(slow_server):
+    slow_server.default = "401"
+    counter = load_counter(TokenizerSpec("cl100k_base"))
+    results, _ = replay(api(slow_server.url, concurrency=4, max_retries=0), requests(10), counter, None)
+    assert all(r.error for r in results) and len(results) == 10
+    sent = len(slow_server.requests)
+    assert sent <= 3 + 4  # three failures in a row trip the rest (plus what was already in flight)
+
+
+def test_concurrency_is_reported(pytester, slow_server):
+    records = "".join(json.dumps({"id": f"p{i}", "vars": {"q": f"question {i}"}}) + "\n" for i in range(16))
+    pytester.makefile(".jsonl", prompts=records)
+    pytester.makefile(".j2", t="Q: {{ q }}")
+    pytester.makefile(".yaml", costgate=f"""models:
+  m: {{backend: openai, base_url: "{slow_server.url}", concurrency: 8, pricing: {{usd_per_hour: 3.6}}}}
+suites:
+  s: {{model: m, prompts: prompts.jsonl, template: t.j2}}
+""")
+    pytester.runpytest(*GATE, "--costgate-report", "r.json").assert_outcomes(passed=1)
+    entry = json.loads((pytester.path / "r.json").read_text())["suites"]["s"]
+    assert entry["concurrency"] == 8 and entry["requests_per_s"] > 30
+    # GPU time is shared: the per-request charges add up to about the replay's wall time
+    from conftest import records as rows
+
+    busy = sum(r["busy_ms"] for r in rows(entry).values())
+    assert busy == pytest.approx(entry["wall_s"] * 1000, rel=0.25)
+
+
+@pytest.mark.parametrize("value", [0, 2000, "8", True])
+def test_concurrency_is_checked_at_config_load(pytester, value):
+    pytester.makefile(".jsonl", prompts='{"id": "a", "prompt": "x"}\n')
+    pytester.makefile(".yaml", costgate=f"models:\n  m: {{backend: python, function: 'x:y', concurrency: {json.dumps(value)}}}"
+                                        "\nsuites:\n  s: {model: m, prompts: prompts.jsonl}\n")
+    result = pytester.runpytest(*GATE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*models.m.concurrency: expected*1 to 1024*"])
+
+
+def test_progress_lines_plain_and_tty():
+    from pytest_costgate.progress import Progress
+
+    now = [0.0]
+    seen: list[tuple[str, bool]] = []
+    plain = Progress("s", lambda text, final: seen.append((text, final)), tty=False, clock=lambda: now[0])
+    for done in range(1, 101):
+        now[0] = done * 0.5  # 50 s in all: a line every 15 s, then the final one
+        plain(done, 100, done // 50, done * 10)
+    assert [final for _, final in seen] == [False, False, False, True]
+    assert seen[0][0] == "costgate s: 30/100 requests, 2.0/s, 20 tok/s, 0 errors, ETA 35s"
+    assert seen[-1][0].endswith("2 errors, done in 50s")
+    quick: list[tuple[str, bool]] = []
+    fast = Progress("q", lambda text, final: quick.append((text, final)), tty=True, clock=lambda: 0.1)
+    fast(10, 10, 0, 0)
+    assert quick == []  # a suite done within the first second shows nothing
+
+
+def test_collected_count_includes_the_suites(pytester, demo):
+    result = pytester.runpytest(*GATE, "-k", "support or triage")
+    result.stdout.fnmatch_lines(["collected 3 items / 1 deselected / 2 selected"])
+    result = pytester.runpytest(*GATE, "--co", "-q")
+    result.stdout.fnmatch_lines(["costgate.yaml::support-answer", "*3 tests collected*"])
+
+
+def test_progress_shows_in_a_long_run(pytester, monkeypatch):
+    monkeypatch.setattr("pytest_costgate.progress.PLAIN_EVERY_S", 0.2)
+    pytester.makepyfile(slow="import time\ndef run(prompt, params):\n    time.sleep(0.05)\n    return 'ok'\n")
+    pytester.makefile(".jsonl", prompts="".join(json.dumps({"id": f"p{i}", "prompt": "x"}) + "\n" for i in range(12)))
+    pytester.makefile(".yaml", costgate="models:\n  m: {backend: python, function: slow:run, path: .}\n"
+                                        "suites:\n  s: {model: m, prompts: prompts.jsonl}\n")
+    result = pytester.runpytest(*GATE)
+    result.stdout.fnmatch_lines(["costgate s: */12 requests, *ETA*", "costgate s: 12/12 requests*done in*"])
+    quiet = pytester.runpytest(*GATE, "-q")
+    quiet.stdout.no_fnmatch_line("costgate s: *")

@@ -23,6 +23,10 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra: list[Row] = []
     notes: list[str] = list(distinct((r.note for r in results if r.note), keep=3))
+    reused = sum(1 for r in results if r.reused)
+    if reused:
+        notes.append(f"incremental replay: {len(results) - reused} of {len(results)} prompts replayed (changed or new), "
+                     f"{reused} reused from the baseline (tokens and cost only, never latency)")
     if entry.unmeasured:
         measured, total = len(results), len(results) + len(entry.unmeasured)
         if measured == 0:
@@ -43,7 +47,8 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     if spec.quality is not None and entry.mode == "replay":
         from .quality import quality_rows
 
-        rows, quality_notes = quality_rows(spec.quality, results, base.prompts if base else {}, references or {})
+        fresh = [r for r in results if not r.reused]  # a reused output is the baseline's own: nothing to judge
+        rows, quality_notes = quality_rows(spec.quality, fresh, base.prompts if base else {}, references or {})
         extra += rows
         notes += quality_notes
     if base is None:
@@ -102,7 +107,7 @@ def _price_text(pricing: Mapping[str, str] | None) -> str:
 def _pairs(noisy: set[str], base: Mapping[str, PromptResult], head: Mapping[str, PromptResult],
            common: set[str]) -> dict[str, tuple[list[float], list[float]]]:
     """Per-prompt values of each noisy metric, base and head in the same prompt order."""
-    ids = sorted(common)
+    ids = sorted(i for i in common if not head[i].reused)  # a reused record was not timed now
     source = {"latency_p50": "e2e_ms", "latency_p95": "e2e_ms", "cost_per_request": "cost", "monthly_cost": "cost"}
     out = {}
     for metric in noisy:

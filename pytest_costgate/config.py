@@ -101,6 +101,7 @@ class SuiteSpec:
     repeats: int = 1
     quality: QualityRule | None = None
     time_budget_s: Decimal | None = None
+    replay: str = "full"  # full | changed (replay only prompts whose request changed since the baseline)
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,10 @@ TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites
                  "time_budget_s", "on_time_budget"})
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
-                   "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s"})
-DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s"})
+                   "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s",
+                   "replay"})
+DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
+                      "replay"})
 
 
 def load_config(path: Path) -> Config:
@@ -340,6 +343,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
 
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
     rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
+    mode = setting("replay")
     max_error_rate = r.number(err) if err else Decimal(0)
     if err and max_error_rate > 1:
         raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
@@ -356,5 +360,6 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         repeats=int(r.number(rep, Decimal(1), integer=True, maximum=Decimal(1000))) if rep else 1,
         quality=_quality(r, qual) if qual else None,
         time_budget_s=r.number(budget, Decimal("0.001")) if budget else None,
+        replay=r.string(mode, ("full", "changed")) if mode else "full",
         where=r.src.where(key),
     )

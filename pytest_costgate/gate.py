@@ -18,6 +18,7 @@ from .compare import distinct, judge_suite, prompt_changes
 from .config import Config, SuiteSpec
 from .document import Document, PromptResult, SuiteEntry
 from .environment import environment
+from .incremental import model_identity, request_hash, split
 from .measure import Progress, replay, tokens_only
 from .pricing import describe
 from .prompts import PromptSet, PromptStream, load_prompt_set
@@ -112,7 +113,7 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
 
 
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
-              deadline: float | None = None, progress: Progress | None = None) -> SuiteEntry:
+              deadline: float | None = None, progress: Progress | None = None, changed_only: bool = False) -> SuiteEntry:
     """Measure one suite and judge it against the baseline; returns its judged costgate/1 suite entry."""
     base = baseline.suites.get(spec.name) if baseline else None
     base_results = base.prompts if base else {}
@@ -127,16 +128,28 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens
     else:
         prep = prepare(spec)
         meta, references = prep.meta(), prep.references()
-        started = time.perf_counter()
-        backend = create_backend(spec.model)
-        load_s = time.perf_counter() - started
-        try:
-            results, wall_s = replay(backend, prep.requests(spec), prep.counter, price, spec.warmup, spec.repeats,
-                                     suite_deadline(spec, started, deadline), progress)
-            fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
-            concurrency = max(1, int(getattr(backend, "concurrency", 1)))
-        finally:
-            backend.close()
+        requests = prep.requests(spec)
+        identity = model_identity(spec.model)
+        hashes = {request.id: request_hash(identity, request) for request, _, _ in requests}
+        reused: dict[str, PromptResult] = {}
+        if (changed_only or spec.replay == "changed") and base is not None:
+            requests, reused = split(requests, hashes, base_results)
+        replayed: list[PromptResult] = []
+        fingerprint = dict(base.fingerprint) if base is not None else {**environment(), "mode": mode}
+        if requests:
+            started = time.perf_counter()
+            backend = create_backend(spec.model)
+            load_s = time.perf_counter() - started
+            try:
+                replayed, wall_s = replay(backend, requests, prep.counter, price, spec.warmup, spec.repeats,
+                                          suite_deadline(spec, started, deadline), progress)
+                fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
+                concurrency = max(1, int(getattr(backend, "concurrency", 1)))
+            finally:
+                backend.close()
+        by_id = {r.id: replace(r, request_hash=hashes[r.id]) for r in replayed}
+        by_id.update(reused)
+        results = [by_id[r.id] for r in prep.prompt_set.records if r.id in by_id]
     entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency)
     verdict = judge_suite(config, spec, results, base, baseline is not None, entry, references)
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,

@@ -23,6 +23,8 @@ OPTIONS = [
      "with --costgate-update-baseline: keep the old records of prompts this run missed (time budget, failures) "
      "instead of leaving the suite's entry as it was"),
     ("--costgate-tokens-only", "costgate_tokens_only", None, "no model calls: exact input tokens, output from baseline"),
+    ("--costgate-changed-only", "costgate_changed_only", None,
+     "replay only prompts whose request changed since the baseline; reuse the rest for tokens and cost"),
     ("--costgate-report", "costgate_report", "PATH", "write the JSON report (costgate/1) to this path"),
     ("--costgate-markdown", "costgate_markdown", "PATH", "write the Markdown cost diff (the PR comment) to this path"),
     ("--costgate-markdown-template", "costgate_markdown_template", "PATH",
@@ -51,6 +53,7 @@ class State:
     against: str | None = None
     base_config: Any = None
     partial: bool = False
+    changed_only: bool = False
     live_base: dict[str, SuiteEntry] = field(default_factory=dict)
     suites: dict[str, SuiteEntry] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -153,7 +156,7 @@ def read_state(config: pytest.Config) -> State:
         report=_path(here, setting(config, "costgate_report")), markdown=_path(here, setting(config, "costgate_markdown")),
         template=template, benchmark=_path(here, setting(config, "costgate_benchmark_json")),
         deadline=deadline(setting(config, "costgate_time_budget"), cg.time_budget_s),
-        against=against, base_config=base_cfg, partial=partial)
+        against=against, base_config=base_cfg, partial=partial, changed_only=flag(config, "costgate_changed_only"))
 
 
 def _path(here: Path, value: str | None) -> Path | None:

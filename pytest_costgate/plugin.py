@@ -89,7 +89,7 @@ class SuiteItem(pytest.Item):
                                             state.tokens_only, state.deadline)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline,
-                              progress_for(self, spec.name, state.tokens_only or spec.tokens_only))
+                              progress_for(self, spec.name, state.tokens_only or spec.tokens_only), state.changed_only)
         # Results ride the report to the controller: as objects in this process, as plain data from an xdist
         # worker (see pytest_runtest_makereport). --junitxml gets only the status.
         self.costgate_result = {"name": self.name, "entry": entry, "base": base_entry}

@@ -141,3 +141,67 @@ def test_progress_shows_in_a_long_run(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["costgate s: */12 requests, *ETA*", "costgate s: 12/12 requests*done in*"])
     quiet = pytester.runpytest(*GATE, "-q")
     quiet.stdout.no_fnmatch_line("costgate s: *")
+
+
+def incremental_project(pytester, url: str, suites: int = 3, prompts: int = 6) -> None:
+    records = "".join(json.dumps({"id": f"p{i}", "vars": {"q": f"question {i} about refunds"}}) + "\n"
+                      for i in range(prompts))
+    pytester.makefile(".jsonl", prompts=records)
+    body = "models:\n  m: {backend: openai, base_url: \"%s\", pricing: {input_per_1m: 1, output_per_1m: 2}}\n" \
+           "suites:\n" % url
+    for n in range(suites):
+        (pytester.path / f"t{n}.j2").write_text(f"Template {n}. Q: {{{{ q }}}}")
+        body += f"  s{n}: {{model: m, prompts: prompts.jsonl, template: t{n}.j2, replay: changed}}\n"
+    pytester.makefile(".yaml", costgate=body)
+
+
+def test_incremental_replay_sends_only_what_changed(pytester, openai_server):
+    incremental_project(pytester, openai_server.url)
+    pytester.runpytest(*GATE, "--costgate-update-baseline").assert_outcomes(passed=3)
+    assert len(openai_server.requests) == 18
+    openai_server.requests.clear()
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")  # nothing changed: nothing is sent
+    result.assert_outcomes(passed=3)
+    assert openai_server.requests == []
+    (pytester.path / "t1.j2").write_text("Template 1, now with a longer preamble for every prompt. Q: {{ q }}")
+    records = (pytester.path / "prompts.jsonl").read_text()
+    (pytester.path / "prompts.jsonl").write_text(records.rstrip("\n") + "\n" + json.dumps({"id": "new", "vars": {"q": "fresh"}}) + "\n")
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
+    sent = [(r["body"]["messages"][0]["content"]) for r in openai_server.requests]
+    # s1: its six changed prompts and the new one; s0 and s2: only the new prompt
+    assert len(sent) == 7 + 1 + 1 and sum("longer preamble" in text for text in sent) == 7
+    result.stdout.fnmatch_lines(["*incremental replay: 1 of 7 prompts replayed (changed or new), 6 reused*"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    from conftest import records as rows
+
+    s0 = rows(report["suites"]["s0"])
+    assert s0["p0"]["reused"] is True and "e2e_ms" not in s0["p0"] and s0["new"].get("reused") is False
+    assert report["suites"]["s0"]["latency"]["e2e_ms"]["n"] == 1  # only the replayed prompt is timed
+    assert report["suites"]["s1"]["verdict"]["status"] == "fail"  # its input tokens grew
+
+
+def test_changed_only_flag_and_model_changes_replay_everything(pytester, openai_server):
+    incremental_project(pytester, openai_server.url, suites=1)
+    config = pytester.path / "costgate.yaml"
+    config.write_text(config.read_text().replace(", replay: changed", ""))
+    pytester.runpytest(*GATE, "--costgate-update-baseline").assert_outcomes(passed=1)
+    openai_server.requests.clear()
+    pytester.runpytest(*GATE).assert_outcomes(passed=1)
+    assert len(openai_server.requests) == 6  # replay: full (the default) sends everything
+    openai_server.requests.clear()
+    pytester.runpytest(*GATE, "--costgate-changed-only").assert_outcomes(passed=1)
+    assert openai_server.requests == []
+    config.write_text(config.read_text().replace("pricing:", "model: other-model, pricing:"))
+    pytester.runpytest(*GATE, "--costgate-changed-only")
+    assert len(openai_server.requests) == 6  # another model: every request changed
+
+
+def test_a_baseline_update_from_an_incremental_run_keeps_the_timed_records(pytester, openai_server):
+    incremental_project(pytester, openai_server.url, suites=1)
+    pytester.runpytest(*GATE, "--costgate-update-baseline").assert_outcomes(passed=1)
+    before = json.loads((pytester.path / "costgate-baseline.json").read_text())
+    pytester.runpytest(*GATE, "--costgate-update-baseline").assert_outcomes(passed=1)
+    after = json.loads((pytester.path / "costgate-baseline.json").read_text())
+    from conftest import records as rows
+
+    assert rows(after["suites"]["s0"]) == rows(before["suites"]["s0"])  # same records, timings kept, not "reused"

@@ -63,6 +63,16 @@ class OnnxBackend:
         self.model_file = model
         self.ort_version = ort.__version__
 
+    @classmethod
+    def identity(cls, spec: ModelSpec) -> str:
+        """The model file's content (for incremental replay: a new export replays every prompt)."""
+        from ..incremental import file_digest
+
+        folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
+        model = cls._model_file(folder, spec.options.get("file"), spec.where)
+        info = model.stat()
+        return file_digest(model, info.st_size, info.st_mtime)
+
     @staticmethod
     def _model_file(folder: Path, name: Any, where: str) -> Path:
         if not folder.is_dir():

@@ -38,13 +38,22 @@ def config_id(path: Path) -> str:
         return path.name
 
 
-def document(config: Config, suites: Mapping[str, SuiteEntry], kind: str, summary: Summary | None = None) -> Document:
+def document(config: Config, suites: Mapping[str, SuiteEntry], kind: str, summary: Summary | None = None,
+             shard: tuple[int, int] | None = None) -> Document:
     """A full costgate/1 document for these suites."""
     return Document(
         suites=MappingProxyType(dict(suites)), kind=kind,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), git_sha=git_sha(config.path.parent),
         config=config_id(config.path), environment=MappingProxyType(environment()),
-        price_source=config.price_source, price_date=config.price_date, summary=summary)
+        price_source=config.price_source, price_date=config.price_date, summary=summary,
+        config_sha256=config_digest(config.path), shard=shard)
+
+
+def config_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def removed_suites(names: Iterable[str], baseline: Document | None) -> list[str]:

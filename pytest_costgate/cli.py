@@ -77,13 +77,23 @@ def _comment(args: argparse.Namespace) -> int:
     from .errors import GitHubError
     from .github import post, target_from_env
     from .redact import register, register_environment
-    from .report.markdown import marker, render_markdown
+    from .report.markdown import marker, render_gate_error, render_markdown
 
     register_environment()
     register(os.environ.get(args.token_env))
-    report = _load_report(args.report)
-    gate = args.comment_id or report.config
-    body = render_markdown(report, Path(args.template) if args.template else None, gate=gate)
+    if args.gate_error is not None:
+        try:
+            log = Path(args.gate_error).read_text(encoding="utf-8", errors="replace")[-200_000:]
+        except OSError:
+            log = ""
+        gate = args.comment_id
+        body = render_gate_error(log, gate)
+    elif args.report is None:
+        raise CostgateError("costgate comment needs a report (or --gate-error LOG when the gate could not run).")
+    else:
+        report = _load_report(args.report)
+        gate = args.comment_id or report.config
+        body = render_markdown(report, Path(args.template) if args.template else None, gate=gate)
     if args.output:
         _emit(body, args.output)
     if not (args.post or os.environ.get("GITHUB_ACTIONS") == "true") or args.behavior == "off":
@@ -116,6 +126,17 @@ def _say(text: str, err: bool = False) -> None:
     print(terminal_block(text), file=sys.stderr if err else sys.stdout)
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_parts
+
+    lines, status = merge_parts([Path(p) for p in args.parts], Path(args.output),
+                                Path(args.config) if args.config else None,
+                                Path(args.baseline) if args.baseline else None)
+    for line in lines:
+        _say(line)
+    return 1 if status == "fail" else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `costgate` console script."""
     parser = argparse.ArgumentParser(prog="costgate", description=__doc__)
@@ -133,8 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("-o", "--output", help="write the Markdown here instead of stdout")
     diff.add_argument("--template", help="a Jinja2 template replacing the built-in one")
     diff.set_defaults(run=_diff)
+    merge = sub.add_parser("merge", help="join the partial reports of a CI matrix (--costgate-shard K/N), judge them "
+                                         "against the baseline, write the report; exit 1 when the gate fails")
+    merge.add_argument("parts", nargs="+", help="the partial reports, one per shard")
+    merge.add_argument("-o", "--output", required=True, help="where to write the merged report")
+    merge.add_argument("--config", help="costgate.yaml (default: the path the parts name)")
+    merge.add_argument("--baseline", help="baseline JSON (default: the config's 'baseline')")
+    merge.set_defaults(run=_merge)
     comment = sub.add_parser("comment", help="render a report as the PR comment; post it in GitHub Actions or with --post")
-    comment.add_argument("report")
+    comment.add_argument("report", nargs="?")
+    comment.add_argument("--gate-error", metavar="LOG", help="post that the gate could not run, with the first error "
+                                                             "line of this log (when there is no report)")
     comment.add_argument("-o", "--output", help="also write the Markdown here")
     comment.add_argument("--template", help="a Jinja2 template replacing the built-in one")
     comment.add_argument("--post", action="store_true", help="post even outside GitHub Actions")

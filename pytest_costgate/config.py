@@ -102,6 +102,7 @@ class SuiteSpec:
     quality: QualityRule | None = None
     time_budget_s: Decimal | None = None
     replay: str = "full"  # full | changed (replay only prompts whose request changed since the baseline)
+    shards: int = 1  # pytest items the suite's prompts are split into (spread over xdist workers)
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,9 @@ TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
                    "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s",
-                   "replay"})
+                   "replay", "shards"})
 DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
-                      "replay"})
+                      "replay", "shards"})
 
 
 def load_config(path: Path) -> Config:
@@ -343,7 +344,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
 
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
     rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
-    mode = setting("replay")
+    mode, split = setting("replay"), setting("shards")
     max_error_rate = r.number(err) if err else Decimal(0)
     if err and max_error_rate > 1:
         raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
@@ -361,5 +362,6 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         quality=_quality(r, qual) if qual else None,
         time_budget_s=r.number(budget, Decimal("0.001")) if budget else None,
         replay=r.string(mode, ("full", "changed")) if mode else "full",
+        shards=int(r.number(split, Decimal(1), integer=True, maximum=Decimal(1024))) if split else 1,
         where=r.src.where(key),
     )

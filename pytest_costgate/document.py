@@ -216,7 +216,7 @@ class Document:
     """A baseline (suites as measured) or a report (suites judged, with a summary)."""
 
     suites: Mapping[str, SuiteEntry]
-    kind: str = "report"  # report | baseline
+    kind: str = "report"  # report | baseline | partial (one CI matrix job's shard, unjudged)
     created: str | None = None
     git_sha: str | None = None
     config: str | None = None
@@ -224,14 +224,19 @@ class Document:
     price_source: str | None = None
     price_date: str | None = None
     summary: Summary | None = None
+    config_sha256: str | None = None  # the config file's content, so merged parts can be checked alike
+    shard: tuple[int, int] | None = None  # (k, n) of a partial report
 
     def to_json(self) -> dict[str, Any]:
         from . import SCHEMA
 
-        return {
+        out: dict[str, Any] = {
             "schema": SCHEMA, "kind": self.kind, "created": self.created, "git_sha": self.git_sha,
-            "config": self.config, "environment": dict(self.environment),
+            "config": self.config, "config_sha256": self.config_sha256, "environment": dict(self.environment),
             "prices": {"source": self.price_source, "date": self.price_date},
             "summary": {} if self.summary is None else self.summary.to_json(),
             "suites": {name: entry.to_json() for name, entry in self.suites.items()},
         }
+        if self.shard is not None:
+            out["shard"] = {"k": self.shard[0], "n": self.shard[1]}
+        return out

@@ -19,6 +19,7 @@ from .config import Config, SuiteSpec
 from .document import Document, PromptResult, SuiteEntry
 from .environment import environment
 from .incremental import model_identity, request_hash, split
+from .shards import shard_of
 from .measure import Progress, replay, tokens_only
 from .pricing import describe
 from .prompts import PromptSet, PromptStream, load_prompt_set
@@ -69,17 +70,19 @@ class Prepared:
                 for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
 
 
-def prepare(spec: SuiteSpec) -> Prepared:
-    """Load, render and count a suite's prompts (no model needed)."""
+def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepared:
+    """Load, render and count a suite's prompts (no model needed); only those `keep` accepts when given."""
     prompt_set = load_prompt_set(spec.prompts)
+    if keep is not None:
+        prompt_set = replace(prompt_set, records=tuple(r for r in prompt_set.records if keep(r.id)))
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     rendered = renderer.render_all(prompt_set.records)
     return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered))
 
 
-def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
-                      progress: Progress | None = None) -> tuple[list[PromptResult], Meta]:
+def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult], progress: Progress | None = None,
+                      keep: Callable[[str], bool] | None = None) -> tuple[list[PromptResult], Meta]:
     """Tokens-only records, streaming the prompt set chunk by chunk: parse, render, count, keep one compact
     record per prompt. Prompt records and rendered text never pile up, so a million prompts fit."""
     stream = PromptStream(spec.prompts)
@@ -101,6 +104,8 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
     with ThreadPoolExecutor(workers) as pool, no_gc():  # millions of acyclic objects: nothing for the GC to find
         inflight: deque[tuple[list[Any], Callable[[], list[int]]]] = deque()
         for chunk in stream.chunks():
+            if keep is not None:
+                chunk = [r for r in chunk if keep(r.id)]
             inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), workers)))
             if len(inflight) > 2:
                 finish(*inflight.popleft())
@@ -113,9 +118,45 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
 
 
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
-              deadline: float | None = None, progress: Progress | None = None, changed_only: bool = False) -> SuiteEntry:
-    """Measure one suite and judge it against the baseline; returns its judged costgate/1 suite entry."""
+              deadline: float | None = None, progress: Progress | None = None, changed_only: bool = False,
+              shard: tuple[int, int] | None = None) -> SuiteEntry:
+    """Measure one suite and judge it against the baseline; returns its judged costgate/1 suite entry. With
+    `shard` (k, n) only that shard's prompts are measured and the entry is not judged (its parts are joined
+    and judged once, by the controller or `costgate merge`)."""
     base = baseline.suites.get(spec.name) if baseline else None
+    entry, references = measure_suite(spec, base, tokens_only_mode, deadline, progress, changed_only, shard)
+    if shard is not None:
+        return entry
+    return judge_entry(config, spec, entry, base, baseline is not None, references)
+
+
+def join_and_judge(config: Config, spec: SuiteSpec, parts: Mapping[int, SuiteEntry], total: int,
+                   baseline: Document | None) -> SuiteEntry:
+    """A sharded suite, whole again: its parts checked complete and disjoint, joined, judged once."""
+    from .shards import check_complete, join_parts
+
+    check_complete(spec.name, parts, total)
+    entry = join_parts(spec.name, [parts[k] for k in sorted(parts)])
+    references = {r.id: r.reference for r in load_prompt_set(spec.prompts).records
+                  if r.reference is not None} if spec.quality is not None else {}
+    base = baseline.suites.get(spec.name) if baseline else None
+    return judge_entry(config, spec, entry, base, baseline is not None, references)
+
+
+def judge_entry(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry | None, have_baseline: bool,
+                references: Mapping[str, str]) -> SuiteEntry:
+    """A measured entry with its verdict and its comparison with the baseline entry."""
+    results = list(entry.prompts.values())
+    verdict = judge_suite(config, spec, results, base, have_baseline, entry, dict(references))
+    return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
+                   prompt_changes=prompt_changes(results, base.prompts if base else {}))
+
+
+def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bool, deadline: float | None = None,
+                  progress: Progress | None = None, changed_only: bool = False,
+                  shard: tuple[int, int] | None = None) -> tuple[SuiteEntry, dict[str, str]]:
+    """One suite measured (or one shard of it), unjudged; and the prompts' references for the quality rule."""
+    keep = None if shard is None else (lambda pid: shard_of(pid, shard[1]) == shard[0])
     base_results = base.prompts if base else {}
     price = spec.model.pricing
     mode = "tokens-only" if tokens_only_mode or spec.tokens_only else "replay"
@@ -123,10 +164,10 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens
     concurrency = 1
     references: dict[str, str] = {}
     if mode == "tokens-only":
-        results, meta = count_tokens_only(spec, base_results, progress)
+        results, meta = count_tokens_only(spec, base_results, progress, keep)
         fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
     else:
-        prep = prepare(spec)
+        prep = prepare(spec, keep)
         meta, references = prep.meta(), prep.references()
         requests = prep.requests(spec)
         identity = model_identity(spec.model)
@@ -150,10 +191,7 @@ def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens
         by_id = {r.id: replace(r, request_hash=hashes[r.id]) for r in replayed}
         by_id.update(reused)
         results = [by_id[r.id] for r in prep.prompt_set.records if r.id in by_id]
-    entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency)
-    verdict = judge_suite(config, spec, results, base, baseline is not None, entry, references)
-    return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
-                   prompt_changes=prompt_changes(results, base_results))
+    return make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency), references
 
 
 def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> float | None:

@@ -32,6 +32,10 @@ OPTIONS = [
     ("--costgate-benchmark-json", "costgate_benchmark_json", "PATH", "write pytest-benchmark-compatible JSON to this path"),
     ("--costgate-time-budget", "costgate_time_budget", "SECONDS",
      "seconds the whole gate may replay for (then judge what was measured)"),
+    ("--costgate-shards", "costgate_shards", "N",
+     "split every suite's prompts into N items for pytest-xdist workers (overrides 'shards' in the config)"),
+    ("--costgate-shard", "costgate_shard", "K/N",
+     "run shard K of N of every suite (a CI matrix job) and write a partial report for 'costgate merge'"),
     ("--costgate-against", "costgate_against", "REF",
      "replay this git ref's suites as the baseline, interleaved with the head (ABBA)"),
 ]
@@ -54,6 +58,9 @@ class State:
     base_config: Any = None
     partial: bool = False
     changed_only: bool = False
+    shards: int | None = None  # --costgate-shards: every suite split into this many items
+    shard: tuple[int, int] | None = None  # --costgate-shard K/N: this matrix job's part
+    parts: dict[str, dict[int, SuiteEntry]] = field(default_factory=dict)  # shard entries waiting to be joined
     live_base: dict[str, SuiteEntry] = field(default_factory=dict)
     suites: dict[str, SuiteEntry] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -151,12 +158,38 @@ def read_state(config: pytest.Config) -> State:
     partial = flag(config, "costgate_update_partial")
     if partial and not update:
         raise usage("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
+    shards, shard = _shards(config), None
+    if setting(config, "costgate_shard"):
+        from .shards import parse_shard
+
+        try:
+            shard = parse_shard(setting(config, "costgate_shard") or "")
+        except CostgateError as exc:
+            raise usage(f"costgate: {exc}") from None
+        if update:
+            raise usage("costgate: --costgate-shard writes a partial report, which never updates a baseline; update "
+                        "it from a full run (or merge the parts, then run the gate once with the update).")
+        if not setting(config, "costgate_report"):
+            raise usage("costgate: --costgate-shard needs --costgate-report PATH: the part is merged later with "
+                        "costgate merge.")
+        if against:
+            raise usage("costgate: --costgate-shard can't be combined with --costgate-against.")
     return State(
         cg, baseline, tokens_only, update,
         report=_path(here, setting(config, "costgate_report")), markdown=_path(here, setting(config, "costgate_markdown")),
         template=template, benchmark=_path(here, setting(config, "costgate_benchmark_json")),
         deadline=deadline(setting(config, "costgate_time_budget"), cg.time_budget_s),
-        against=against, base_config=base_cfg, partial=partial, changed_only=flag(config, "costgate_changed_only"))
+        against=against, base_config=base_cfg, partial=partial, changed_only=flag(config, "costgate_changed_only"),
+        shards=shards, shard=shard)
+
+
+def _shards(config: pytest.Config) -> int | None:
+    value = setting(config, "costgate_shards")
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 1024:
+        raise usage(f"--costgate-shards {value[:20]!r}: expected a whole number from 1 to 1024.")
+    return int(value)
 
 
 def _path(here: Path, value: str | None) -> Path | None:

@@ -57,9 +57,16 @@ class CostgateFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         state = self.config.stash[STATE]
         for suite in state.config.suites:
-            item = SuiteItem.from_parent(self, name=suite.name)
-            item.add_marker("costgate")
-            yield item
+            if state.shard is not None:  # a CI matrix job runs its one shard of every suite
+                shards = [state.shard]
+            else:
+                total = 1 if state.against else (state.shards or suite.shards)
+                shards = [(k, total) for k in range(1, total + 1)] if total > 1 else [None]
+            for shard in shards:
+                name = suite.name if shard is None else f"{suite.name}[{shard[0]}/{shard[1]}]"
+                item = SuiteItem.from_parent(self, name=name, suite=suite.name, shard=shard)
+                item.add_marker("costgate")
+                yield item
 
 
 class SuiteFailed(Exception):
@@ -67,7 +74,12 @@ class SuiteFailed(Exception):
 
 
 class SuiteItem(pytest.Item):
-    """`costgate.yaml::suite-name`: replays the suite and fails on fail-level breaches."""
+    """`costgate.yaml::suite-name`: replays the suite and fails on fail-level breaches. A shard item
+    (`suite-name[2/8]`) measures its part only; the controller joins the parts and judges the suite once."""
+
+    def __init__(self, *, suite: str, shard: tuple[int, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite, self.shard = suite, shard
 
     def runtest(self) -> None:
         from .escape import safe_logging
@@ -80,7 +92,7 @@ class SuiteItem(pytest.Item):
         from .report.terminal import breach_lines
 
         state = self.config.stash[STATE]
-        spec = state.config.suite(self.name)
+        spec = state.config.suite(self.suite)
         base_entry = None
         if state.against:
             from .live import run_against
@@ -89,12 +101,14 @@ class SuiteItem(pytest.Item):
                                             state.tokens_only, state.deadline)
         else:
             entry = run_suite(state.config, spec, state.baseline, state.tokens_only, state.deadline,
-                              progress_for(self, spec.name, state.tokens_only or spec.tokens_only), state.changed_only)
+                              progress_for(self, self.name, state.tokens_only or spec.tokens_only), state.changed_only,
+                              self.shard)
         # Results ride the report to the controller: as objects in this process, as plain data from an xdist
         # worker (see pytest_runtest_makereport). --junitxml gets only the status.
-        self.costgate_result = {"name": self.name, "entry": entry, "base": base_entry}
-        self.user_properties.append(("costgate_status", entry.status))
-        if entry.status == "fail" and not state.update:
+        self.costgate_result = {"name": self.suite, "entry": entry, "base": base_entry,
+                                "shard": list(self.shard) if self.shard else None}
+        self.user_properties.append(("costgate_status", "measured" if self.shard else entry.status))
+        if self.shard is None and entry.status == "fail" and not state.update:
             raise SuiteFailed("\n".join(breach_lines(self.name, entry)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
@@ -171,7 +185,12 @@ class Controller:
 
             where = f"results of {report.nodeid}"
             try:
-                self.state.suites[result["name"]] = suite_from(result["entry"], where)
+                entry = suite_from(result["entry"], where)
+                if result.get("shard"):
+                    k, n = result["shard"]
+                    self.state.parts.setdefault(result["name"], {})[k] = entry
+                else:
+                    self.state.suites[result["name"]] = entry
                 if result.get("base") is not None:
                     self.state.live_base[result["name"]] = suite_from(result["base"], where)
             except CostgateError as exc:
@@ -180,12 +199,34 @@ class Controller:
         if report.failed and report.longrepr is not None:
             self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
 
+    def _join_shards(self, session: pytest.Session) -> None:
+        """Sharded suites, whole again and judged once: a failing one fails the session (its items only measured)."""
+        from .errors import CostgateError
+        from .gate import join_and_judge
+
+        state = self.state
+        for name, parts in state.parts.items():
+            if state.shard is not None:  # a matrix job: its one part goes out as is, for `costgate merge`
+                state.suites[name] = parts[state.shard[0]]
+                continue
+            spec = state.config.suite(name)
+            total = state.shards or spec.shards
+            try:
+                entry = join_and_judge(state.config, spec, parts, total, state.baseline)
+            except CostgateError as exc:
+                state.errors[name] = f"costgate suite '{name}' ERROR: {exc}"
+                continue
+            state.suites[name] = entry
+            if entry.status == "fail" and not state.update and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .document import Document
         from .report.files import write_outputs
 
         state = self.state
+        self._join_shards(session)
         if not state.suites and not state.errors:  # --collect-only, or -k / -m deselected every suite
             state.written = ["costgate: no suite ran; nothing was written"]
             return
@@ -195,7 +236,7 @@ class Controller:
         update = state.update and not interrupted
         try:
             lines, ok = write_outputs(state.config, state.baseline, state.suites, update, state.report,
-                                      state.markdown, state.template, state.benchmark, state.partial)
+                                      state.markdown, state.template, state.benchmark, state.partial, state.shard)
             if state.update and interrupted:
                 lines.append("costgate: the run was interrupted; the baseline was left as it was")
         except Exception as exc:  # noqa: BLE001 - whatever happens, the session must say so and not succeed

@@ -141,7 +141,15 @@ def parse_document(data: Any, source: str, fix: str = "Restore it from git or re
               for name, entry in suites_node.items()}
     judged = [e.verdict is not None for e in suites.values()]
     kind = data.get("kind") or ("report" if judged and all(judged) else "baseline")
-    kind = r.choice(kind, ("kind",), ("report", "baseline"))
+    kind = r.choice(kind, ("kind",), ("report", "baseline", "partial"))
+    shard = None
+    if kind == "partial":
+        node = r.obj(data.get("shard"), ("shard",))
+        total = r.count(node.get("n"), ("shard", "n"), minimum=1) or 1
+        part = r.count(node.get("k"), ("shard", "k"), minimum=1) or 1
+        if part > total or total > 1024:
+            raise r.fail(("shard",), f"expected 1 <= k <= n <= 1024, got k={part}, n={total}.")
+        shard = (part, total)
     prices = r.obj(data.get("prices"), ("prices",), optional=True)
     summary_node = r.obj(data.get("summary"), ("summary",), optional=True)
     return Document(
@@ -153,6 +161,7 @@ def parse_document(data: Any, source: str, fix: str = "Restore it from git or re
         price_source=r.text(prices.get("source"), ("prices", "source"), limit=500),
         price_date=r.text(prices.get("date"), ("prices", "date"), limit=500),
         summary=_summary(summary_node, r) if summary_node else None,
+        config_sha256=r.hexhash(data.get("config_sha256"), ("config_sha256",)), shard=shard,
     )
 
 

@@ -28,6 +28,8 @@ def run_action(workspace: Path, env: dict[str, str], **given: str) -> tuple[int,
 
     def evaluate(expression: str) -> str:
         e = expression.strip()
+        if "&&" in e:
+            return str(all(evaluate(part) == "true" for part in e.split("&&"))).lower()
         if e == "always()":
             return "true"
         if m := re.fullmatch(r"inputs\.([\w-]+) == '([^']*)'", e):
@@ -115,9 +117,14 @@ def test_failing_gate_still_comments_then_fails(workspace, github_env):
 def test_broken_config_is_an_error_verdict(workspace, github_env):
     server, env = github_env
     (workspace / "costgate.yaml").write_text("models: [\n")
+    server.add("<!-- costgate-comment: costgate.yaml -->\nthe last good cost diff")
     code, outputs, log = run_action(workspace, env, install="false")
     assert code != 0 and outputs["verdict"] == "error"
-    assert "not valid YAML" in log and server.comments == []
+    assert "not valid YAML" in log
+    # the sticky comment now says the gate could not run, with the first error line: no stale diff, no empty table
+    assert len(server.comments) == 1
+    body = server.comments[0]["body"]
+    assert "costgate could not run" in body and "not valid YAML" in body and "the last good cost diff" not in body
 
 
 def test_pytest_args_are_split_with_shell_quoting(workspace, github_env):
@@ -160,3 +167,20 @@ def test_two_gates_in_one_repository_keep_two_comments(tmp_path, github_env):
     assert len(server.comments) == 2
     assert {c["body"].splitlines()[0] for c in server.comments} == {
         "<!-- costgate-comment: services/a/costgate.yaml -->", "<!-- costgate-comment: services/b/costgate.yaml -->"}
+
+
+def test_a_matrix_of_shards_then_a_merge_job(workspace, github_env, tmp_path):
+    server, env = github_env
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for k in (1, 2):
+        code, outputs, log = run_action(workspace, env, install="false", shard=f"{k}/2")
+        assert code == 0 and outputs["verdict"] == "partial", log
+        shutil.copy(outputs["report-path"], parts / f"part-{k}.json")  # actions/upload-artifact, in a real matrix
+    assert server.comments == []  # shards post nothing
+    code, outputs, log = run_action(workspace, env, install="false", mode="merge", parts=str(parts / "*.json"))
+    assert code == 0 and outputs["verdict"] == "pass", log
+    assert "merged 2 parts" in log
+    assert len(server.comments) == 1 and "Monthly estimate unchanged" in server.comments[0]["body"]
+    code, outputs, log = run_action(workspace, env, install="false", mode="merge", parts=str(tmp_path / "none" / "*.json"))
+    assert code != 0 and outputs["verdict"] == "error" and "no partial reports match" in log

@@ -205,3 +205,93 @@ def test_a_baseline_update_from_an_incremental_run_keeps_the_timed_records(pytes
     from conftest import records as rows
 
     assert rows(after["suites"]["s0"]) == rows(before["suites"]["s0"])  # same records, timings kept, not "reused"
+
+
+def test_shard_assignment_is_stable_and_balanced():
+    from pytest_costgate.shards import shard_of
+
+    ids = [f"prompt-{i}" for i in range(4000)]
+    shards = [shard_of(i, 8) for i in ids]
+    assert shards == [shard_of(i, 8) for i in ids] and set(shards) == set(range(1, 9))
+    sizes = [shards.count(k) for k in range(1, 9)]
+    assert max(sizes) - min(sizes) < 150  # about 500 each
+
+
+def test_each_xdist_worker_takes_its_own_gpu():
+    from pytest_costgate.shards import worker_device
+
+    assert [worker_device(f"gw{i}", 4) for i in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert worker_device("gw3", 1) is None and worker_device(None, 4) is None and worker_device("master", 4) is None
+
+
+def stable(path: Path) -> dict:
+    """A report's suites without what varies between runs: timings, and where the records came from."""
+    from conftest import records as rows
+
+    doc = json.loads(path.read_text())
+    out = {}
+    for name, suite in doc["suites"].items():
+        records = {pid: {k: v for k, v in r.items() if k not in ("ttft_ms", "e2e_ms", "tpot_ms", "busy_ms")}
+                   for pid, r in rows(suite).items()}
+        metrics = {k: v for k, v in suite["metrics"].items() if not k.startswith("latency")}
+        rows_ = [(r["metric"], r["status"], r["baseline"], r["candidate"]) for r in suite["verdict"]["rows"]
+                 if not r["metric"].startswith("latency")]
+        out[name] = (records, metrics, suite["verdict"]["status"], rows_, suite["template_hash"])
+    return out
+
+
+def test_xdist_shards_join_into_the_unsharded_entry(pytester, demo):
+    template = demo / "templates" / "support.j2"
+    template.write_text("Please be thorough. " + template.read_text())  # so the verdict has something to say
+    plain = pytester.runpytest(*GATE, "--costgate-report", "plain.json")
+    plain.assert_outcomes(passed=1, failed=2)
+    sharded = pytester.runpytest(*GATE, "-n", "2", "--costgate-shards", "3", "--costgate-report", "sharded.json", "-v")
+    sharded.stdout.fnmatch_lines(["*PASSED costgate.yaml::support-answer?2/3?*"])
+    assert sharded.ret == pytest.ExitCode.TESTS_FAILED  # the joined suites fail, though every shard item passed
+    sharded.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*"])
+    assert stable(demo / "plain.json") == stable(demo / "sharded.json")
+
+
+def test_ci_matrix_parts_merge_into_the_unsharded_report(pytester, demo, capsys):
+    from pytest_costgate.cli import main
+
+    plain = pytester.runpytest(*GATE, "--costgate-report", "plain.json")
+    plain.assert_outcomes(passed=3)
+    for k in (1, 2, 3):
+        part = pytester.runpytest(*GATE, "--costgate-shard", f"{k}/3", "--costgate-report", f"part-{k}.json")
+        part.assert_outcomes(passed=3)
+        assert json.loads((demo / f"part-{k}.json").read_text())["kind"] == "partial"
+    parts = [str(demo / f"part-{k}.json") for k in (1, 2, 3)]
+    assert main(["merge", *parts, "-o", str(demo / "merged.json"), "--config", str(demo / "costgate.yaml")]) == 0
+    assert stable(demo / "plain.json") == stable(demo / "merged.json")
+    assert "merged 3 parts" in capsys.readouterr().out
+    # refusals: a missing part, a part twice, another commit, another config, a full report
+    assert main(["merge", *parts[:2], "-o", str(demo / "m.json"), "--config", str(demo / "costgate.yaml")]) == 2
+    assert "shard 3/3 missing" in capsys.readouterr().err
+    assert main(["merge", parts[0], parts[0], parts[1], "-o", str(demo / "m.json"),
+                 "--config", str(demo / "costgate.yaml")]) == 2
+    assert "are both shard 1/3" in capsys.readouterr().err
+    other = json.loads((demo / "part-3.json").read_text())
+    other["git_sha"] = "0" * 40
+    (demo / "part-3-other.json").write_text(json.dumps(other))
+    assert main(["merge", *parts[:2], str(demo / "part-3-other.json"), "-o", str(demo / "m.json"),
+                 "--config", str(demo / "costgate.yaml")]) == 2
+    assert "comes from commit" in capsys.readouterr().err
+    other = json.loads((demo / "part-3.json").read_text())
+    other["config_sha256"] = "f" * 64
+    (demo / "part-3-config.json").write_text(json.dumps(other))
+    assert main(["merge", *parts[:2], str(demo / "part-3-config.json"), "-o", str(demo / "m.json"),
+                 "--config", str(demo / "costgate.yaml")]) == 2
+    assert "another costgate config" in capsys.readouterr().err
+    assert main(["merge", *parts[:2], str(demo / "plain.json"), "-o", str(demo / "m.json")]) == 2
+    assert "not a partial report" in capsys.readouterr().err
+
+
+def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
+    result = pytester.runpytest(*GATE, "--costgate-shard", "1/2", "--costgate-update-baseline", "--costgate-report", "p.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*partial report, which never updates a baseline*"])
+    result = pytester.runpytest(*GATE, "--costgate-shard", "1/2")
+    result.stderr.fnmatch_lines(["*--costgate-shard needs --costgate-report PATH*"])
+    result = pytester.runpytest(*GATE, "--costgate-shard", "3/2", "--costgate-report", "p.json")
+    result.stderr.fnmatch_lines(["*expected K/N with 1 <= K <= N <= 1024*"])

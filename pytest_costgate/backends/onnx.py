@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -57,9 +58,11 @@ class OnnxBackend:
         if provider not in PROVIDERS:
             raise BackendError(f"{where}: 'provider' must be one of {', '.join(PROVIDERS)}, got {provider!r}.")
         self.session, self.provider = self._session(ort, model, provider, opts, where)
+        chosen = dict(self.session.get_provider_options().get("CUDAExecutionProvider") or {})
+        self.device_id = int(chosen.get("device_id", (opts.get("provider_options") or {}).get("device_id", 0)))
         self.layout = Layout.of(self.session, f"{where} ({model.name})")
         self.decoder = GreedyDecoder(self.session, self.layout, "cuda" if self.provider == "cuda" else "cpu",
-                                     int((opts.get("provider_options") or {}).get("device_id", 0)))
+                                     self.device_id)
         self.model_file = model
         self.ort_version = ort.__version__
 
@@ -91,6 +94,12 @@ class OnnxBackend:
             options.intra_op_num_threads = int(opts["threads"])
         cuda_options = dict(opts.get("provider_options") or {})
         wants_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
+        if wants_cuda and "device_id" not in cuda_options:  # xdist on a multi-GPU runner: one GPU per worker
+            from ..shards import gpu_count, worker_device
+
+            device = worker_device(os.environ.get("PYTEST_XDIST_WORKER"), gpu_count())
+            if device is not None:
+                cuda_options["device_id"] = device
         providers: list[Any] = ([("CUDAExecutionProvider", cuda_options)] if wants_cuda else []) + ["CPUExecutionProvider"]
         if wants_cuda and provider == "auto":
             # onnxruntime-gpu on a machine without CUDA logs load errors for the attempt; auto means

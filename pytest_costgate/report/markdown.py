@@ -153,6 +153,23 @@ def _chart(rows: list[tuple[str, Decimal | None, Decimal]]) -> str | None:
             f"    x-axis [{', '.join(labels)}]\n    y-axis \"USD / month\"\n    bar [{', '.join(values)}]")
 
 
+def first_error(log: str) -> str:
+    """The line of a gate's output that says why it could not run."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for prefix in ("ERROR:", "costgate: error:", "costgate: ERROR:", "INTERNALERROR>", "E "):
+        for line in lines:
+            if line.startswith(prefix):
+                return line
+    return lines[-1] if lines else "no output (the job may have been cancelled)"
+
+
+def render_gate_error(log: str, gate: str | None = None) -> str:
+    """The comment for a gate that could not run: never an empty table over a good comment."""
+    return redact(f"{marker(gate)}\n## 💥 costgate could not run\n\nThe cost gate stopped before it could measure "
+                  f"anything, so there is no cost diff for this commit. First error:\n\n> {cell(first_error(log), 500)}"
+                  f"\n\nSee the job log for the rest. <sub>costgate {__version__}</sub>\n")
+
+
 def render_markdown(report: Document, template: Path | None = None, limit: int = GITHUB_LIMIT,
                     gate: str | None = None) -> str:
     """The comment body, redacted; details are shortened first when the body would pass GitHub's limit."""

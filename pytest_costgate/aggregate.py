@@ -11,9 +11,9 @@ import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from .document import Metrics, PromptResult, decimal_text
+from .document import Metrics, PromptResult, Records, decimal_text
 
 _WIDE = decimal.Context(prec=120, Emax=10**6, Emin=-(10**6))  # sums of money and tokens stay exact
 
@@ -74,7 +74,7 @@ def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], 
     """Exact sum of weight x value over the sum of weights (ints summed as ints when every weight is 1)."""
     if not values:
         return None
-    if unit and all(type(v) is int for v in values):
+    if unit and int in set(map(type, values)) and len(set(map(type, values))) == 1:
         return Fraction(sum(values), len(values))  # type: ignore[arg-type]
     with decimal.localcontext(_WIDE):
         total = sum(values, Decimal(0)) if unit else sum(map(operator.mul, weights, values), Decimal(0))
@@ -82,22 +82,42 @@ def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], 
     return None if weight == 0 else Fraction(total) / Fraction(weight)
 
 
-def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | None,
-              errors_over: Sequence[PromptResult] | None = None) -> Aggregate:
+def _column(results: Sequence[PromptResult] | Records, name: str) -> Sequence[Any]:
+    if isinstance(results, Records):
+        return results.column(name)
+    return [getattr(r, name) for r in results]
+
+
+def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Decimal | None,
+              errors_over: Sequence[PromptResult] | Records | None = None) -> Aggregate:
     """Suite metrics over `results`; the error rate over `errors_over` when given (e.g. every prompt both
-    sides measured, failed or not, while tokens and cost are compared over prompts both answered)."""
-    ok = [r for r in results if r.error is None]
+    sides measured, failed or not, while tokens and cost are compared over prompts both answered).
+    Computed a column at a time, so column-wise Records of a million prompts cost little."""
     counted = results if errors_over is None else errors_over
     n = len(counted)
-    errors = sum(1 for r in counted if r.error is not None)
-    weights = [r.weight for r in ok]
-    unit = all(w == 1 for w in weights)
-    costs = [r.cost for r in ok]
-    cost = None if any(c is None for c in costs) else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
-    inputs = [r.input_tokens or 0 for r in ok]
-    outputs = [r.output_tokens or 0 for r in ok]
-    timed = [r for r in ok if not r.reused]  # a record copied from the baseline was not timed now
-    latency = {name: stats(getattr(r, name) for r in timed) for name in ("e2e_ms", "ttft_ms", "tpot_ms")}
+    errors = n - list(_column(counted, "error")).count(None)
+    failed = _column(results, "error")
+    if list(failed).count(None) != len(failed):  # keep the answered prompts only
+        keep = [i for i, e in enumerate(failed) if e is None]
+        results = results.select(keep) if isinstance(results, Records) else [results[i] for i in keep]
+    weights = _column(results, "weight")
+    unit = all(w == 1 for w in set(weights))
+    costs = _column(results, "cost")
+    cost = None if None in costs else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
+    inputs = _column(results, "input_tokens")
+    inputs = [v or 0 for v in inputs] if None in inputs else inputs
+    outputs = _column(results, "output_tokens")
+    outputs = [v or 0 for v in outputs] if None in outputs else outputs
+    latency: dict[str, dict[str, float] | None] = {}
+    timed: list[int] | None = None
+    for name in ("e2e_ms", "ttft_ms", "tpot_ms"):
+        values = _column(results, name)
+        if values.count(None) == len(values):  # tokens-only: nothing was timed
+            latency[name] = None
+            continue
+        if timed is None:  # a record copied from the baseline was not timed now
+            timed = [i for i, reused in enumerate(_column(results, "reused")) if not reused]
+        latency[name] = stats(values[i] for i in timed)  # type: ignore[union-attr]
     e2e = latency["e2e_ms"]
     return Aggregate(
         n=n, errors=errors, error_rate=Fraction(errors, n) if n else Fraction(0),
@@ -111,6 +131,8 @@ def aggregate(results: Sequence[PromptResult], requests_per_month: Decimal | Non
     )
 
 
-def subset(results: Iterable[PromptResult], ids: set[str]) -> list[PromptResult]:
+def subset(results: Iterable[PromptResult] | Records, ids: set[str]) -> list[PromptResult] | Records:
     """Records whose id is in `ids`, in their original order."""
+    if isinstance(results, Records):
+        return results.select([i for i, pid in enumerate(results.ids) if pid in ids])
     return [r for r in results if r.id in ids]

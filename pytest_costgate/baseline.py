@@ -115,6 +115,13 @@ def dumps_document(data: dict[str, Any]) -> str:
             return [walk(item) for item in value]
         if not isinstance(value, dict):
             return value
+        if set(value) == {"columns", "data"} and isinstance(value["data"], list):
+            for name, column in zip(value["columns"], value["data"]):
+                if name in TEXT_COLUMNS:
+                    _redact_column(column)
+            # one compact line per column: indenting a million values would be most of the file
+            blocks.append("[\n" + ",\n".join(encode(column) for column in value["data"]) + "\n]")
+            return {"columns": value["columns"], "data": f"\0{token}-{len(blocks) - 1}"}
         if set(value) == {"columns", "rows"} and isinstance(value["rows"], list):
             text = [i for i, name in enumerate(value["columns"]) if name in TEXT_COLUMNS]
             lines = []
@@ -131,6 +138,17 @@ def dumps_document(data: dict[str, Any]) -> str:
     for i, block in enumerate(blocks):
         text = text.replace(json.dumps(f"\0{token}-{i}"), block, 1)
     return text + "\n"
+
+
+def _redact_column(column: list[Any]) -> None:
+    """Redact a column of text in place; one pass over all of it first, since a match is rare."""
+    texts = [v for v in column if isinstance(v, str)]
+    joined = "\n".join(texts)
+    if redact(joined) == joined:
+        return
+    for i, value in enumerate(column):
+        if isinstance(value, str):
+            column[i] = redact(value)
 
 
 def _default(value: Any) -> Any:

@@ -6,11 +6,11 @@ prompts both sides sent. A server that died half-way therefore shows as errors, 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .aggregate import aggregate, subset
 from .config import Config, SuiteSpec
-from .document import PromptChange, PromptResult, SuiteEntry
+from .document import PromptChange, PromptResult, Records, SuiteEntry
 from .environment import comparable
 from .thresholds import METRICS, MetricRule
 from .verdict import Row, SuiteVerdict, error_limit, judge
@@ -22,8 +22,8 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
                 have_baseline: bool, entry: SuiteEntry, references: Mapping[str, str] | None = None) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra: list[Row] = []
-    notes: list[str] = list(distinct((r.note for r in results if r.note), keep=3))
-    reused = sum(1 for r in results if r.reused)
+    notes: list[str] = list(distinct((note for note in _column(results, "note") if note), keep=3))
+    reused = sum(1 for flag in _column(results, "reused") if flag)
     if reused:
         notes.append(f"incremental replay: {len(results) - reused} of {len(results)} prompts replayed (changed or new), "
                      f"{reused} reused from the baseline (tokens and cost only, never latency)")
@@ -47,7 +47,7 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     if spec.quality is not None and entry.mode == "replay":
         from .quality import quality_rows
 
-        fresh = [r for r in results if not r.reused]  # a reused output is the baseline's own: nothing to judge
+        fresh = [r for r in _objects(results) if not r.reused]  # a reused output is the baseline's own: nothing to judge
         rows, quality_notes = quality_rows(spec.quality, fresh, base.prompts if base else {}, references or {})
         extra += rows
         notes += quality_notes
@@ -68,11 +68,13 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
                   rules: Mapping[str, MetricRule], extra: list[Row], notes: list[str]) -> SuiteVerdict:
     """Judge a suite entry against its baseline entry over the prompts both have."""
     base_results = base.prompts
-    head = {r.id: r for r in results}
-    sent = set(head) & set(base_results)
-    answered = {i for i in sent if head[i].error is None and base_results[i].error is None}
-    added = sorted(set(head) - sent)
-    removed = sorted(set(base_results) - sent - set(entry.unmeasured))
+    head_ids, base_ids = _column(results, "id"), list(base_results)
+    sent = set(head_ids) & set(base_ids)
+    failed = {pid for pid, error in zip(head_ids, _column(results, "error")) if error is not None}
+    failed |= {pid for pid, error in zip(base_ids, _column(base_results, "error")) if error is not None}
+    answered = sent - failed
+    added = sorted(set(head_ids) - sent)
+    removed = sorted(set(base_ids) - sent - set(entry.unmeasured))
     if added:
         notes.append(f"{len(added)} prompt(s) new since the baseline, not compared: {ids_text(added)}")
     if removed:
@@ -85,7 +87,7 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
         notes.append(f"template changed ({base.template_hash} → {entry.template_hash})")
     if base.pricing != entry.pricing:
         notes.append(f"prices changed ({_price_text(base.pricing)} → {_price_text(entry.pricing)})")
-    base_list = list(base_results.values())
+    base_list = base_results if isinstance(base_results, Records) else list(base_results.values())
     base_agg = aggregate(subset(base_list, answered), base.requests_per_month, subset(base_list, sent))
     cand_agg = aggregate(subset(results, answered), entry.requests_per_month, subset(results, sent))
     same_env, differ = comparable(base.fingerprint, entry.fingerprint)
@@ -96,41 +98,61 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
     if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
-    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes,
-                 _pairs(noisy, base_results, head, answered))
+    pairs = _pairs(noisy & set(rules), base_results, results, answered) if noisy & set(rules) else {}
+    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs)
 
 
 def _price_text(pricing: Mapping[str, str] | None) -> str:
     return "none" if not pricing else ", ".join(f"{k} {v}" for k, v in pricing.items())
 
 
-def _pairs(noisy: set[str], base: Mapping[str, PromptResult], head: Mapping[str, PromptResult],
+def _pairs(noisy: set[str], base: Mapping[str, PromptResult], results: Sequence[PromptResult] | Records,
            common: set[str]) -> dict[str, tuple[list[float], list[float]]]:
     """Per-prompt values of each noisy metric, base and head in the same prompt order."""
-    ids = sorted(i for i in common if not head[i].reused)  # a reused record was not timed now
+    head_ids = _column(results, "id")
+    reused = dict(zip(head_ids, _column(results, "reused")))
+    ids = sorted(i for i in common if not reused[i])  # a reused record was not timed now
     source = {"latency_p50": "e2e_ms", "latency_p95": "e2e_ms", "cost_per_request": "cost", "monthly_cost": "cost"}
     out = {}
     for metric in noisy:
         name = source[metric]
-        values = [(getattr(base[i], name), getattr(head[i], name)) for i in ids]
+        head = dict(zip(head_ids, _column(results, name)))
+        old = dict(zip(base, _column(base, name)))
+        values = [(old[i], head[i]) for i in ids]
         pairs = [(float(b), float(h)) for b, h in values if b is not None and h is not None]
         out[metric] = ([b for b, _ in pairs], [h for _, h in pairs])
     return out
 
 
-def prompt_changes(results: Iterable[PromptResult], base: Mapping[str, PromptResult],
+def _column(results: Any, name: str) -> list[Any]:
+    if isinstance(results, Records):
+        return list(results.column(name))
+    if isinstance(results, Mapping):
+        return [getattr(r, name) for r in results.values()]
+    return [getattr(r, name) for r in results]
+
+
+def _objects(results: Any) -> list[PromptResult]:
+    return list(results.values()) if isinstance(results, (Records, Mapping)) else list(results)
+
+
+def prompt_changes(results: Iterable[PromptResult] | Records, base: Mapping[str, PromptResult],
                    keep: int = 20) -> tuple[PromptChange, ...]:
     """The prompts whose cost per request grew most (then tokens), for the diff's details."""
+    names = ("id", "cost", "input_tokens", "output_tokens", "error")
+    head = zip(*(_column(results, name) for name in names))
+    old = {row[0]: row[1:] for row in zip(*(_column(base, name) for name in names))}
     changes = []
-    for r in results:
-        b = base.get(r.id)
-        if b is None or r.error or b.error:
+    for pid, cost, tokens_in, tokens_out, error in head:
+        b = old.get(pid)
+        if b is None or error or b[3]:
             continue
-        cost = (r.cost - b.cost) if r.cost is not None and b.cost is not None else None
-        tokens_in = (r.input_tokens or 0) - (b.input_tokens or 0)
-        tokens_out = (r.output_tokens or 0) - (b.output_tokens or 0)
-        if cost or tokens_in or tokens_out:
-            changes.append(PromptChange(r.id, cost, tokens_in, tokens_out))
+        if cost == b[0] and tokens_in == b[1] and tokens_out == b[2]:
+            continue
+        delta = (cost - b[0]) if cost is not None and b[0] is not None else None
+        d_in, d_out = (tokens_in or 0) - (b[1] or 0), (tokens_out or 0) - (b[2] or 0)
+        if delta or d_in or d_out:
+            changes.append(PromptChange(pid, delta, d_in, d_out))
     changes.sort(key=lambda c: (c.cost_delta or Decimal(0), c.input_tokens_delta + c.output_tokens_delta),
                  reverse=True)
     return tuple(changes[:keep])

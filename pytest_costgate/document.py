@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import decimal
 import operator
+from collections import abc
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .verdict import SuiteVerdict
 
@@ -62,10 +63,97 @@ _ROW = operator.attrgetter(*PROMPT_COLUMNS)
 
 
 _WEIGHT, _COST, _RUNS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs"))
+FIELDS = PROMPT_COLUMNS[1:]
+ROWS_LIMIT = 10_000  # up to this many prompts are stored a row per line; more, a column per list
 
 
-def prompt_rows(prompts: Iterable[PromptResult]) -> dict[str, Any]:
+class Records(Mapping[str, PromptResult]):
+    """Per-prompt results stored column-wise: one list per field, a PromptResult built only when one is asked for.
+
+    A million prompts as objects cost ~400 bytes and a microsecond or two each to make; as columns they are
+    a few pointers each, and sums, subsets and the stored rows are computed a column at a time.
+    """
+
+    __slots__ = ("ids", "columns", "_index")
+
+    def __init__(self, ids: list[str], columns: Mapping[str, Sequence[Any]]) -> None:
+        self.ids = ids
+        self.columns = dict(columns)
+        self._index: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, results: Iterable[PromptResult]) -> Records:
+        results = list(results)
+        if not results:
+            return cls([], {name: [] for name in FIELDS})
+        table = list(zip(*map(_ROW, results)))
+        return cls(list(table[0]), dict(zip(FIELDS, table[1:])))
+
+    def column(self, name: str) -> Sequence[Any]:
+        return self.ids if name == "id" else self.columns[name]
+
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {pid: i for i, pid in enumerate(self.ids)}
+        return self._index
+
+    def __getitem__(self, pid: str) -> PromptResult:
+        i = self.index()[pid]
+        return PromptResult(pid, *(self.columns[name][i] for name in FIELDS))
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.index()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def values(self) -> Any:  # type: ignore[override]
+        return _Values(self)
+
+    def select(self, positions: Sequence[int]) -> Records:
+        """The records at these row positions, in that order."""
+        if len(positions) == len(self.ids) and all(i == p for i, p in enumerate(positions)):
+            return self
+        pick = operator.itemgetter(*positions) if positions else None
+
+        def take(values: Sequence[Any]) -> list[Any]:
+            if pick is None:
+                return []
+            chosen = pick(values)
+            return list(chosen) if len(positions) > 1 else [chosen]
+
+        return Records(take(self.ids), {name: take(values) for name, values in self.columns.items()})
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Records):
+            return self.ids == other.ids and all(list(self.columns[n]) == list(other.columns[n]) for n in FIELDS)
+        return abc.Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Values:
+    """records.values(): PromptResults made one at a time, with a length."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[PromptResult]:
+        records = self.records
+        columns = [records.columns[name] for name in FIELDS]
+        return (PromptResult(*row) for row in zip(records.ids, *columns))
+
+
+def prompt_rows(prompts: Iterable[PromptResult] | Records) -> dict[str, Any]:
     """Per-prompt records in the compact columnar form: one row per prompt, values in PROMPT_COLUMNS order."""
+    if isinstance(prompts, Records):
+        return _rows_of(prompts)
     rows = []
     one = Decimal(1)
     for record in prompts:
@@ -78,6 +166,25 @@ def prompt_rows(prompts: Iterable[PromptResult]) -> dict[str, Any]:
             row[_RUNS] = list(runs)
         rows.append(row)
     return {"columns": list(PROMPT_COLUMNS), "rows": rows}
+
+
+def _rows_of(records: Records) -> dict[str, Any]:
+    """The stored rows of column-wise records, converting a column at a time (weights: a few distinct values)."""
+    weights: dict[Any, str] = {}
+    columns = []
+    for name in FIELDS:
+        values = records.columns[name]
+        if name == "weight":
+            values = [weights[w] if w in weights else weights.setdefault(w, "1" if w == 1 else
+                                                                          format(w.normalize(), "f")) for w in values]
+        elif name == "cost":
+            values = [None if c is None else format(c.normalize(), "f") for c in values]
+        elif name == "e2e_runs":
+            values = [None if r is None else list(r) for r in values]
+        columns.append(values)
+    if len(records.ids) > ROWS_LIMIT:  # column-major: a diff of this many prompts is no review, speed is
+        return {"columns": list(PROMPT_COLUMNS), "data": [list(records.ids), *map(list, columns)]}
+    return {"columns": list(PROMPT_COLUMNS), "rows": list(map(list, zip(records.ids, *columns)))}
 
 
 METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",
@@ -180,7 +287,9 @@ class SuiteEntry:
             "metrics": self.metrics.to_json(),
             "latency": {k: (None if v is None else dict(v)) for k, v in self.latency.items()},
             "errors": list(self.errors), "repeats": self.repeats, "unmeasured": list(self.unmeasured),
-            "prompts": prompt_rows(self.prompts.values()),
+            "prompts": prompt_rows(self.prompts if isinstance(self.prompts, Records) else
+                                   Records.of(self.prompts.values()) if len(self.prompts) > ROWS_LIMIT else
+                                   self.prompts.values()),
         }
         if self.verdict is not None:
             out["verdict"] = self.verdict.to_json()

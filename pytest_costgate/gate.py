@@ -16,11 +16,11 @@ from .aggregate import aggregate
 from .backends import Request, create_backend
 from .compare import distinct, judge_suite, prompt_changes
 from .config import Config, SuiteSpec
-from .document import Document, PromptResult, SuiteEntry
+from .document import Document, PromptResult, Records, SuiteEntry
 from .environment import environment
 from .incremental import model_identity, request_hash, split
 from .shards import shard_of
-from .measure import Progress, replay, tokens_only
+from .measure import Progress, TokensOnly, replay
 from .pricing import describe
 from .prompts import PromptSet, PromptStream, load_prompt_set
 from .render import PromptRenderer
@@ -82,23 +82,28 @@ def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepa
 
 
 def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult], progress: Progress | None = None,
-                      keep: Callable[[str], bool] | None = None) -> tuple[list[PromptResult], Meta]:
+                      keep: Callable[[str], bool] | None = None) -> tuple[Records, Meta]:
     """Tokens-only records, streaming the prompt set chunk by chunk: parse, render, count, keep one compact
-    record per prompt. Prompt records and rendered text never pile up, so a million prompts fit."""
+    record per prompt (in columns). Prompt records and rendered text never pile up, so a million prompts fit."""
     stream = PromptStream(spec.prompts)
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
-    price = spec.model.pricing
-    results: list[PromptResult] = []
+    table = TokensOnly(spec.model.pricing, base_results)
     workers = min(os.cpu_count() or 1, 8)
     total = stream.estimate() if progress is not None else 0
 
+    slices = [workers]
+
     def finish(chunk: list[Any], counts: Callable[[], list[int]]) -> None:
-        for r, n in zip(chunk, counts()):
-            reference = counter.count(r.reference) if r.reference is not None else None
-            results.append(tokens_only(r.id, r.weight, n, base_results.get(r.id), reference, price))
+        began = time.perf_counter()
+        ready = counts()
+        # Balance the cores: when this thread had to wait, counting is the bottleneck and gets every core; when
+        # the counts were already there, parsing is, and a counting thread fewer leaves it a core of its own.
+        slices[0] = workers if time.perf_counter() - began > 0.002 else max(1, workers - 1)
+        for r, n in zip(chunk, ready):
+            table.add(r.id, r.weight, n, counter.count(r.reference) if r.reference is not None else None)
         if progress is not None:
-            progress(len(results), max(total, len(results) + 1), 0, 0)
+            progress(len(table), max(total, len(table) + 1), 0, 0)
 
     # A small pipeline: while the encoder threads count one chunk, this thread parses and renders the next.
     with ThreadPoolExecutor(workers) as pool, no_gc():  # millions of acyclic objects: nothing for the GC to find
@@ -106,15 +111,16 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
         for chunk in stream.chunks():
             if keep is not None:
                 chunk = [r for r in chunk if keep(r.id)]
-            inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), workers)))
+            inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0])))
             if len(inflight) > 2:
                 finish(*inflight.popleft())
         while inflight:
             finish(*inflight.popleft())
     if progress is not None:
-        progress(len(results), len(results), 0, 0)
+        progress(len(table), len(table), 0, 0)
+    records = table.records()
     gc.freeze()  # what is kept now lives to the end of the run: later collections needn't scan it
-    return results, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
+    return records, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
 
 
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
@@ -146,7 +152,7 @@ def join_and_judge(config: Config, spec: SuiteSpec, parts: Mapping[int, SuiteEnt
 def judge_entry(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry | None, have_baseline: bool,
                 references: Mapping[str, str]) -> SuiteEntry:
     """A measured entry with its verdict and its comparison with the baseline entry."""
-    results = list(entry.prompts.values())
+    results = entry.prompts if isinstance(entry.prompts, Records) else list(entry.prompts.values())
     verdict = judge_suite(config, spec, results, base, have_baseline, entry, dict(references))
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
                    prompt_changes=prompt_changes(results, base.prompts if base else {}))
@@ -202,18 +208,21 @@ def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> f
     return own if deadline is None else min(deadline, own)
 
 
-def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult], mode: str,
+def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Records, mode: str,
                fingerprint: dict[str, str], load_s: float, wall_s: float, concurrency: int = 1) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
     summary = aggregate(results, spec.requests_per_month)
-    measured = {r.id for r in results}
+    records = results if isinstance(results, Records) else None
+    measured = set(records.ids) if records is not None else {r.id for r in results}
     return SuiteEntry(
         model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=meta.template_hash,
         prompt_set=MappingProxyType({"path": spec.prompts.name, "sha256": meta.prompt_set_sha256}),
         tokenizer=meta.tokenizer, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
         fingerprint=MappingProxyType(fingerprint), metrics=summary.metrics(),
-        latency=MappingProxyType(dict(summary.latency)), prompts=MappingProxyType({r.id: r for r in results}),
-        errors=tuple(distinct(r.error for r in results if r.error)),
+        latency=MappingProxyType(dict(summary.latency)),
+        prompts=records if records is not None else MappingProxyType({r.id: r for r in results}),
+        errors=tuple(distinct(e for e in (records.column("error") if records is not None else
+                                          [r.error for r in results]) if e)),
         unmeasured=tuple(i for i in meta.ids if i not in measured),
         repeats=spec.repeats, load_s=load_s, wall_s=wall_s, concurrency=concurrency)
 

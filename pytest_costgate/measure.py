@@ -9,11 +9,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .backends import Backend, Completion, Request
 from .config import GpuPrice, TokenPrice
-from .document import PromptResult
+from .document import PROMPT_COLUMNS, PromptResult, Records
 from .pricing import request_cost
 from .redact import redact, shorten
 from .tokens import TokenCounter
@@ -221,26 +221,72 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) and 0 <= number <= MAX_MS else None
 
 
+class TokensOnly:
+    """Tokens-only records, built a column at a time: exact input tokens; output tokens from the baseline
+    (or the prompt's reference), whose per-prompt gap between server-counted and rendered input tokens is
+    carried over, so a server that adds its own chat template does not show up as a template change."""
+
+    def __init__(self, price: TokenPrice | GpuPrice | None, base: Mapping[str, PromptResult]) -> None:
+        self.price = price
+        names = ("input_tokens", "rendered_tokens", "output_tokens", "error", "cost")
+        self.base = {row[0]: row[1:] for row in zip(list(base), *(_base_column(base, n) for n in names))}
+        self.ids: list[str] = []
+        self.weights: list[Decimal] = []
+        self.rendered: list[int] = []
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+        self.sources: list[str] = []
+        self.costs: list[Decimal | None] = []
+        self._cost: dict[tuple[int, int], Decimal | None] = {}
+        self._gpu, self._tokens = isinstance(price, GpuPrice), isinstance(price, TokenPrice)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, pid: str, weight: Decimal, rendered: int, reference_tokens: int | None) -> None:
+        input_tokens, output_tokens, source = rendered, 0, "tokenizer+none"
+        old = self.base.get(pid)
+        cost: Decimal | None = None
+        if old is not None and old[3] is None:
+            if old[0] is not None:
+                input_tokens += old[0] - old[1]
+            output_tokens, source = old[2] or 0, "tokenizer+baseline"
+            if self._gpu:
+                cost = old[4]  # GPU time can't be known without running; carry the baseline's
+        elif reference_tokens is not None:
+            output_tokens, source = reference_tokens, "tokenizer+reference"
+        if self._tokens:
+            key = (input_tokens, output_tokens)
+            cost = self._cost.get(key)
+            if cost is None:
+                cost = self._cost[key] = request_cost(self.price, input_tokens, output_tokens, None, None)
+        self.ids.append(pid)
+        self.weights.append(weight)
+        self.rendered.append(rendered)
+        self.inputs.append(input_tokens)
+        self.outputs.append(output_tokens)
+        self.sources.append(source)
+        self.costs.append(cost)
+
+    def records(self) -> Records:
+        n = len(self.ids)
+        nothing: list[Any] = [None] * n
+        columns = {name: nothing for name in PROMPT_COLUMNS[1:]}
+        columns.update(weight=self.weights, rendered_tokens=self.rendered, input_tokens=self.inputs,
+                       output_tokens=self.outputs, token_source=self.sources, cost=self.costs, reused=[False] * n)
+        return Records(self.ids, columns)
+
+
 def tokens_only(pid: str, weight: Decimal, rendered: int, previous: PromptResult | None,
                 reference_tokens: int | None, price: TokenPrice | GpuPrice | None) -> PromptResult:
-    """A record without a model call: exact input tokens, output tokens from baseline or reference.
+    """One tokens-only record (see TokensOnly)."""
+    table = TokensOnly(price, {pid: previous} if previous is not None else {})
+    table.add(pid, weight, rendered, reference_tokens)
+    return table.records()[pid]
 
-    The baseline's per-prompt gap between server-counted and rendered input tokens is carried over,
-    so a server that adds its own chat template does not show up as a template change.
-    """
-    input_tokens = rendered
-    output_tokens, source = 0, "none"
-    if previous is not None and previous.error is None:
-        if previous.input_tokens is not None:
-            input_tokens += previous.input_tokens - previous.rendered_tokens
-        output_tokens, source = previous.output_tokens or 0, "baseline"
-    elif reference_tokens is not None:
-        output_tokens, source = reference_tokens, "reference"
-    cost = request_cost(price, input_tokens, output_tokens, None, None) if isinstance(price, TokenPrice) else None
-    if isinstance(price, GpuPrice) and previous is not None:
-        cost = previous.cost  # GPU time can't be known without running; carry the baseline's
-    return PromptResult(pid, weight, rendered, input_tokens=input_tokens, output_tokens=output_tokens,
-                        token_source=f"tokenizer+{source}", cost=cost)
+
+def _base_column(base: Mapping[str, PromptResult], name: str) -> list[Any]:
+    return list(base.column(name)) if isinstance(base, Records) else [getattr(r, name) for r in base.values()]
 
 
 def replay_interleaved(base: Backend, head: Backend, requests: Sequence[tuple[Request, Request, int, int, Decimal]],

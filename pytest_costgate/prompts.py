@@ -117,7 +117,7 @@ class PromptStream:
                     raise PromptSetError(f"{path}:{number}: the record is nested too deeply; flatten it.") from None
                 except ValueError as exc:  # e.g. an integer of over 4,300 digits
                     raise PromptSetError(f"{path}:{number}: unreadable JSON value ({exc}).") from None
-                if ("\\ud" in line or "\\uD" in line) and _broken_text(item) is not None:  # JSON can spell one
+                if ("\\ud" in line or "\\uD" in line) and not _encodable(item):  # JSON can spell a lone surrogate
                     raise PromptSetError(f"{path}:{number}: {visible(_broken_text(item) or '')} holds text that is not "
                                          "valid Unicode (a lone surrogate such as \\ud800); fix the recording.")
                 yield number, item
@@ -219,6 +219,28 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
         raise PromptSetError(f"{where}: '{visible(rid)}': 'reference' must be a string.")
     return PromptRecord(id=rid, line=line, vars=variables, messages=messages, prompt=prompt, weight=weight,
                         reference=reference)
+
+
+def _encodable(item: Any) -> bool:
+    """Whether every string in a record is valid Unicode (_broken_text then finds the field). The usual shape,
+    strings in the record and in its vars, is checked without recursion."""
+    try:
+        for value in item.values() if type(item) is dict else ():
+            kind = type(value)
+            if kind is str:
+                value.encode("utf-8")
+            elif kind is dict:
+                for key, inner in value.items():
+                    key.encode("utf-8") if type(key) is str else None
+                    if type(inner) is str:
+                        inner.encode("utf-8")
+                    elif type(inner) not in (int, float, bool, type(None)):
+                        return _broken_text(inner) is None
+            elif kind not in (int, float, bool, type(None)):
+                return _broken_text(value) is None
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _broken_text(value: Any, where: str = "") -> str | None:

@@ -15,7 +15,8 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from . import SCHEMA, __version__
-from .document import METRIC_FIELDS, PROMPT_COLUMNS, Document, Metrics, PromptChange, PromptResult, SuiteEntry, Summary
+from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Document, Metrics, PromptChange, PromptResult, Records,
+                       SuiteEntry, Summary)
 from .errors import BaselineError
 from .escape import visible
 from .verdict import ORDER, ROW_STATUSES, Row, SuiteVerdict
@@ -189,7 +190,9 @@ def suite_from(data: Any, where: str) -> SuiteEntry:
 def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
     node = r.obj(data, path)
     prompts_node = r.obj(node.get("prompts"), path + ("prompts",))
-    if "columns" in prompts_node and "rows" in prompts_node:
+    if "columns" in prompts_node and "data" in prompts_node:
+        prompts = _column_major(prompts_node, r, path + ("prompts",))
+    elif "columns" in prompts_node and "rows" in prompts_node:
         prompts = _columnar(prompts_node, r, path + ("prompts",))
     else:  # the older form: an object of records keyed by prompt id
         prompts = {r.text(pid, path + ("prompts",), False, 1000) or "": _record(pid, rec, r, path + ("prompts", pid))
@@ -208,7 +211,7 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
         fingerprint=MappingProxyType(r.strings(node.get("fingerprint"), path + ("fingerprint",), 2000)),
         metrics=_metrics(node.get("metrics"), r, path + ("metrics",)),
         latency=MappingProxyType(_latency(node.get("latency"), r, path + ("latency",))),
-        prompts=MappingProxyType(prompts),
+        prompts=prompts if isinstance(prompts, Records) else MappingProxyType(prompts),
         errors=tuple(r.text(e, path + ("errors", i), False) or ""
                      for i, e in enumerate(r.items(node.get("errors"), path + ("errors",)))),
         unmeasured=tuple(r.text(e, path + ("unmeasured", i), False, 1000) or ""
@@ -300,7 +303,19 @@ def _flag(value: Any, r: _Reader, path: Path_) -> bool:
     return value
 
 
-def _columnar(node: Mapping[str, Any], r: _Reader, path: Path_, fast: bool = True) -> dict[str, PromptResult]:
+def _column_major(node: Mapping[str, Any], r: _Reader, path: Path_) -> Mapping[str, PromptResult]:
+    """Per-prompt values a column per list (big suites): checked a column at a time, else row by row."""
+    columns = r.items(node.get("columns"), path + ("columns",))
+    data = r.items(node.get("data"), path + ("data",))
+    if len(data) != len(columns) or not all(isinstance(c, list) for c in data) or len({len(c) for c in data}) > 1:
+        raise r.fail(path + ("data",), f"expected {len(columns)} lists of one length (one per column).")
+    quick = _columns_fast(columns, None, data)
+    if quick is not None:
+        return quick
+    return _columnar({"columns": columns, "rows": [list(row) for row in zip(*data)]}, r, path, fast=False)
+
+
+def _columnar(node: Mapping[str, Any], r: _Reader, path: Path_, fast: bool = True) -> Mapping[str, PromptResult]:
     """Rows of per-prompt values in the order `columns` names (unknown columns, from a newer costgate, ignored)."""
     columns = r.items(node.get("columns"), path + ("columns",))
     if not all(isinstance(c, str) for c in columns) or "id" not in columns or len(set(columns)) != len(columns):
@@ -403,19 +418,23 @@ _FAST: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _columns_fast(columns: list[str], rows: list[Any]) -> dict[str, PromptResult] | None:
+def _columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any]] | None = None) -> Records | None:
     """Rows checked a column at a time (mostly in C: type sets, min and max) and built positionally: several times
     faster than record by record, which matters at a million prompts. Anything unusual returns None and the
     exact, located checks run instead."""
     if list(columns) != list(PROMPT_COLUMNS) or not all(name in _FAST for name in columns):
         return None
     width = len(columns)
-    if not all(type(row) is list and len(row) == width for row in rows):
-        return None
-    if not rows:
-        return {}
+    if data is None:
+        if not all(type(row) is list and len(row) == width for row in rows or ()):
+            return None
+        if not rows:
+            return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
+        data = list(zip(*rows))
+    if not data[0]:
+        return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
     converted = []
-    for name, values in zip(columns, zip(*rows)):
+    for name, values in zip(columns, data):
         check, convert = _FAST[name]
         if not check(values):
             return None
@@ -423,7 +442,7 @@ def _columns_fast(columns: list[str], rows: list[Any]) -> dict[str, PromptResult
     ids = converted[0]
     if len(set(ids)) != len(ids):
         return None
-    return {row[0]: PromptResult(*row) for row in zip(*converted)}
+    return Records(list(ids), {name: list(values) for name, values in zip(columns[1:], converted[1:])})
 
 
 def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:

@@ -295,3 +295,20 @@ def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
     result.stderr.fnmatch_lines(["*--costgate-shard needs --costgate-report PATH*"])
     result = pytester.runpytest(*GATE, "--costgate-shard", "3/2", "--costgate-report", "p.json")
     result.stderr.fnmatch_lines(["*expected K/N with 1 <= K <= N <= 1024*"])
+
+
+def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
+    from pytest_costgate.baseline import dumps_document
+    from pytest_costgate.document import ROWS_LIMIT, Document, Metrics, PromptResult, Records, SuiteEntry
+    from pytest_costgate.schema import parse_document
+
+    results = [PromptResult(f"p{i}", Decimal(1 + i % 3), 10 + i % 7, input_tokens=10 + i % 7, output_tokens=i % 5,
+                            token_source="tokenizer+baseline", cost=Decimal(i % 11) / 1000, e2e_ms=float(i % 13),
+                            output="ok" if i % 2 else None) for i in range(ROWS_LIMIT + 5)]
+    for records in (Records.of(results), {r.id: r for r in results}):
+        entry = SuiteEntry("m", "python", "replay", None, {}, "t", None, None, {}, Metrics(), prompts=records)
+        text = dumps_document(Document(suites={"s": entry}, kind="baseline").to_json())
+        data = json.loads(text)["suites"]["s"]["prompts"]
+        assert set(data) == {"columns", "data"} and len(data["data"][0]) == ROWS_LIMIT + 5
+        back = parse_document(json.loads(text), "x").suites["s"].prompts
+        assert isinstance(back, Records) and dict(back) == {r.id: r for r in results}

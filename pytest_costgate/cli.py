@@ -139,7 +139,10 @@ def _merge(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `costgate` console script."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="costgate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"costgate {__version__} (pytest-costgate)")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate", help="load the config, prompt sets, templates and tokenizers; count input tokens")
     check.add_argument("config", nargs="?", default="costgate.yaml")

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 from .aggregate import aggregate, subset
+from .attribution import changed_files_text, price_change_text
 from .config import Config, SuiteSpec
 from .document import PromptChange, PromptResult, Records, SuiteEntry
 from .environment import comparable
@@ -84,9 +85,9 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
         notes.append(f"{failed_one_side} prompt(s) failed on one side or both: tokens and cost compared over the "
                      f"{len(answered)} both answered; errors judged by error_rate")
     if base.template_hash != entry.template_hash:
-        notes.append(f"template changed ({base.template_hash} → {entry.template_hash})")
+        notes.append(f"template changed: {changed_files_text(entry, base)}")
     if base.pricing != entry.pricing:
-        notes.append(f"prices changed ({_price_text(base.pricing)} → {_price_text(entry.pricing)})")
+        notes.append(f"prices changed: {price_change_text(base.pricing, entry.pricing)}")
     base_list = base_results if isinstance(base_results, Records) else list(base_results.values())
     base_agg = aggregate(subset(base_list, answered), base.requests_per_month, subset(base_list, sent))
     cand_agg = aggregate(subset(results, answered), entry.requests_per_month, subset(results, sent))
@@ -100,10 +101,6 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
                      "shown, not gated")
     pairs = _pairs(noisy & set(rules), base_results, results, answered) if noisy & set(rules) else {}
     return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs)
-
-
-def _price_text(pricing: Mapping[str, str] | None) -> str:
-    return "none" if not pricing else ", ".join(f"{k} {v}" for k, v in pricing.items())
 
 
 def _pairs(noisy: set[str], base: Mapping[str, PromptResult], results: Sequence[PromptResult] | Records,

@@ -218,10 +218,23 @@ def _model(r: Reader, name: str) -> ModelSpec:
             register(os.environ.get(value))
     return ModelSpec(
         name=name, backend=backend, options=MappingProxyType(options),
-        tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else TokenizerSpec(encoding="cl100k_base"),
+        tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else _default_tokenizer(options),
         pricing=_pricing(r, key + ("pricing",)) if "pricing" in node else None,
         where=r.src.where(key), base_dir=r.base,
     )
+
+
+def _default_tokenizer(options: Mapping[str, Any]) -> TokenizerSpec:
+    """With `tokenizer:` left out: the encoding tiktoken maps the API model name to (gpt-4o-mini: o200k_base;
+    a lookup table, nothing downloaded), else cl100k_base."""
+    import tiktoken.model
+
+    model = options.get("model")
+    try:
+        return TokenizerSpec(encoding=tiktoken.model.encoding_name_for_model(model) if isinstance(model, str)
+                             else "cl100k_base")
+    except KeyError:
+        return TokenizerSpec(encoding="cl100k_base")
 
 
 def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:

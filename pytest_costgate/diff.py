@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
+from .attribution import attribute
 from .baseline import removed_suites, summary
 from .compare import compare_suite, prompt_changes
 from .config import DEFAULT_THRESHOLDS
@@ -24,6 +25,7 @@ def diff_reports(base: Document, head: Document, base_name: str = "base") -> Doc
             verdict = compare_suite(base_entry, results, entry, DEFAULT_THRESHOLDS, [], [])
             changes = prompt_changes(results, base_entry.prompts)
         suites[name] = replace(entry, verdict=verdict, prompt_changes=changes, baseline_source=base_name,
-                               baseline_template_hash=base_entry.template_hash if base_entry else None)
+                               baseline_template_hash=base_entry.template_hash if base_entry else None,
+                               attribution=attribute(entry, base_entry))
     removed = removed_suites(head.suites, base)
     return replace(head, kind="report", suites=MappingProxyType(suites), summary=summary(suites, base, removed))

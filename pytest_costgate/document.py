@@ -232,6 +232,39 @@ class PromptChange:
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """Why a suite's monthly cost moved against its baseline (see attribution.py): the change split into
+    volume + usage + price (they sum to it), and which inputs changed."""
+
+    volume: Decimal | None = None  # requests per month changed
+    usage: Decimal | None = None  # tokens or GPU time changed, at the baseline's prices
+    price: Decimal | None = None  # prices changed, at this run's usage
+    files_changed: tuple[str, ...] = ()  # template files (relative to the config) whose content changed
+    files_added: tuple[str, ...] = ()
+    files_removed: tuple[str, ...] = ()
+    template_changed: bool = False
+    prompt_set_changed: bool = False
+    base_model: str | None = None  # the baseline's model, when it was another
+    base_pricing: Mapping[str, str] | None = None  # the baseline's prices, when they were others
+    base_requests_per_month: Decimal | None = None  # the baseline's traffic, when it was other
+    base_cost_per_request: Decimal | None = None  # the baseline's figures to 12 places (verdict rows keep fewer)
+    base_monthly_cost: Decimal | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        def text(value: Decimal | None) -> str | None:
+            return None if value is None else decimal_text(value)
+
+        return {"volume": text(self.volume), "usage": text(self.usage), "price": text(self.price),
+                "files_changed": list(self.files_changed), "files_added": list(self.files_added),
+                "files_removed": list(self.files_removed), "template_changed": self.template_changed,
+                "prompt_set_changed": self.prompt_set_changed, "base_model": self.base_model,
+                "base_pricing": None if self.base_pricing is None else dict(self.base_pricing),
+                "base_requests_per_month": text(self.base_requests_per_month),
+                "base_cost_per_request": text(self.base_cost_per_request),
+                "base_monthly_cost": text(self.base_monthly_cost)}
+
+
+@dataclass(frozen=True)
 class SuiteEntry:
     """One suite of a document: what was measured, where, with which templates and prices, and (in a
     report) how it was judged."""
@@ -258,6 +291,8 @@ class SuiteEntry:
     prompt_changes: tuple[PromptChange, ...] = ()
     baseline_template_hash: str | None = None
     baseline_source: str | None = None
+    template_files: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # path -> content hash
+    attribution: Attribution | None = None  # a judged entry's cost change explained
 
     @property
     def requests_per_s(self) -> float | None:
@@ -274,11 +309,13 @@ class SuiteEntry:
         """The entry as a baseline keeps it: no verdict or comparison with another baseline."""
         from dataclasses import replace
 
-        return replace(self, verdict=None, prompt_changes=(), baseline_template_hash=None, baseline_source=None)
+        return replace(self, verdict=None, prompt_changes=(), baseline_template_hash=None, baseline_source=None,
+                       attribution=None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model, "backend": self.backend, "mode": self.mode, "template_hash": self.template_hash,
+            "template_files": dict(self.template_files),
             "prompt_set": dict(self.prompt_set), "tokenizer": self.tokenizer,
             "pricing": None if self.pricing is None else dict(self.pricing),
             "requests_per_month": None if self.requests_per_month is None else decimal_text(self.requests_per_month),
@@ -295,6 +332,8 @@ class SuiteEntry:
             out["verdict"] = self.verdict.to_json()
             out["prompt_changes"] = [c.to_json() for c in self.prompt_changes]
             out["baseline_template_hash"] = self.baseline_template_hash
+            if self.attribution is not None:
+                out["attribution"] = self.attribution.to_json()
         if self.baseline_source is not None:
             out["baseline_source"] = self.baseline_source
         return out

@@ -7,12 +7,14 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .aggregate import aggregate
+from .attribution import attribute
 from .backends import Request, create_backend
 from .compare import distinct, judge_suite, prompt_changes
 from .config import Config, SuiteSpec
@@ -35,6 +37,7 @@ class Meta:
     prompt_set_sha256: str
     tokenizer: str
     ids: tuple[str, ...]  # every prompt id, to tell which were not measured (a replay's time budget)
+    template_files: Mapping[str, str] = field(default_factory=dict)  # template file (relative to the config) -> hash
 
 
 @contextlib.contextmanager
@@ -57,13 +60,14 @@ class Prepared:
     counter: TokenCounter
     rendered: list[Any]
     counts: list[int]
+    base_dir: Path = Path(".")  # the config's folder: template files are named relative to it
 
     def references(self) -> dict[str, str]:
         return {r.id: r.reference for r in self.prompt_set.records if r.reference is not None}
 
     def meta(self) -> Meta:
         return Meta(self.renderer.hash, self.prompt_set.sha256, self.counter.name,
-                    tuple(r.id for r in self.prompt_set.records))
+                    tuple(r.id for r in self.prompt_set.records), MappingProxyType(self.renderer.files(self.base_dir)))
 
     def requests(self, spec: SuiteSpec) -> list[tuple[Request, int, Decimal]]:
         return [(Request(r.id, prompt, spec.params), n, r.weight)
@@ -78,7 +82,7 @@ def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepa
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     rendered = renderer.render_all(prompt_set.records)
-    return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered))
+    return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered), spec.model.base_dir)
 
 
 def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult], progress: Progress | None = None,
@@ -120,7 +124,8 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
         progress(len(table), len(table), 0, 0)
     records = table.records()
     gc.freeze()  # what is kept now lives to the end of the run: later collections needn't scan it
-    return records, Meta(renderer.hash, stream.sha256 or "", counter.name, ())
+    return records, Meta(renderer.hash, stream.sha256 or "", counter.name, (),
+                         MappingProxyType(renderer.files(spec.model.base_dir)))
 
 
 def run_suite(config: Config, spec: SuiteSpec, baseline: Document | None, tokens_only_mode: bool,
@@ -155,7 +160,8 @@ def judge_entry(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteE
     results = entry.prompts if isinstance(entry.prompts, Records) else list(entry.prompts.values())
     verdict = judge_suite(config, spec, results, base, have_baseline, entry, dict(references))
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
-                   prompt_changes=prompt_changes(results, base.prompts if base else {}))
+                   prompt_changes=prompt_changes(results, base.prompts if base else {}),
+                   attribution=attribute(entry, base))
 
 
 def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bool, deadline: float | None = None,
@@ -216,6 +222,7 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Re
     measured = set(records.ids) if records is not None else {r.id for r in results}
     return SuiteEntry(
         model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=meta.template_hash,
+        template_files=meta.template_files,
         prompt_set=MappingProxyType({"path": spec.prompts.name, "sha256": meta.prompt_set_sha256}),
         tokenizer=meta.tokenizer, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
         fingerprint=MappingProxyType(fingerprint), metrics=summary.metrics(),
@@ -233,7 +240,8 @@ def rejudge(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry
     results = list(entry.prompts.values())
     verdict = judge_suite(config, spec, results, base, True, entry, references)
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash,
-                   prompt_changes=prompt_changes(results, base.prompts), baseline_source=source)
+                   prompt_changes=prompt_changes(results, base.prompts), baseline_source=source,
+                   attribution=attribute(entry, base))
 
 
 def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:

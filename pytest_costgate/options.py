@@ -65,6 +65,7 @@ class State:
     suites: dict[str, SuiteEntry] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    shown: set[str] = field(default_factory=set)  # suites whose failure pytest printed (not repeated below)
 
 
 def add_options(parser: pytest.Parser) -> None:

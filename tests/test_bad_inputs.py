@@ -204,7 +204,8 @@ def test_server_faults_fail_the_suite_with_the_server_message(pytester, openai_s
     openai_project(pytester, openai_server.url)
     result = pytester.runpytest("--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*2 of 2 requests failed*", line])
+    result.stdout.fnmatch_lines(["*2 of 2 requests failed*" + line.lstrip("*")])  # the note, printed once
+    result.stdout.fnmatch_lines(["s FAIL: error rate 100% (max_error_rate 0) (breach table above)"])
     result.stdout.no_fnmatch_line("*Traceback*")
 
 

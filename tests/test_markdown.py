@@ -13,10 +13,11 @@ from cmarkgfm.cmark import Options
 
 from pytest_costgate.diff import diff_reports
 from pytest_costgate.schema import parse_document
-from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_markdown
+from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_gate_error, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = ["all-pass", "failing-suite", "new-suite", "removed-suite", "no-baseline", "not-comparable", "hostile"]
+CASES = ["all-pass", "failing-suite", "price-change", "output-growth", "new-suite", "removed-suite", "no-baseline",
+         "not-comparable", "hostile"]
 
 
 def report(case: str):
@@ -69,10 +70,47 @@ def test_cell_escaping(text, expected):
     assert cell(text) == expected
 
 
-def test_headline_words():
-    assert "increased by $64.74 (+14.5%) 📈" in render_markdown(report("failing-suite"))
-    assert "unchanged" in render_markdown(report("all-pass"))
-    assert "no baseline to compare with" in render_markdown(report("no-baseline"))
+def first_lines(case: str, n: int = 4) -> list[str]:
+    return [line for line in render_markdown(report(case)).splitlines() if line][1:n]
+
+
+def test_headline_says_verdict_and_money():
+    assert first_lines("failing-suite")[0] == "## ❌ costgate: 1 of 2 suites failed — monthly +$64.74 (+14.5%)"
+    assert first_lines("all-pass")[0] == "## ✅ costgate: 2 suites passed — monthly unchanged at $446.89"
+    assert first_lines("no-baseline")[0].startswith("## ➖ costgate: 2 suites, no baseline to compare with — monthly")
+    assert first_lines("hostile")[0].startswith("## ⚠️ costgate: 1 of 2 suites warned — monthly unchanged at $")
+    assert first_lines("price-change")[0] == "## ❌ costgate: 1 of 2 suites failed — monthly +$61.21 (+13.7%)"
+
+
+def test_failing_suite_names_the_template_file_and_driver():
+    driver = first_lines("failing-suite")[1]
+    assert driver == ("- ❌ **support-answer**: input tokens +8/request (+22.2%) and output tokens +3.4/request "
+                      "(+13.5%) after `templates/support.j2` changed")
+
+
+def test_price_change_is_told_apart_from_usage():
+    lines = first_lines("price-change", 6)
+    assert "after" not in lines[1]  # nothing in the inputs changed: the price did
+    assert lines[1] == "- ❌ **support-answer**: output $10.00 → $12.00 per 1M tokens: +$60.56/month at the same usage"
+    body = render_markdown(report("price-change"))
+    assert "| support-answer | +$0.00 | +$60.56 | – | +$60.56 | – |" in body  # usage 0, all price
+
+
+def test_output_growth_without_input_change():
+    line = first_lines("output-growth")[1]
+    assert line.startswith("- ❌ **support-answer**: output tokens +") and "input tokens" not in line
+    assert "after" not in line  # neither template nor prompt set changed: the model's answers grew
+
+
+def test_usage_price_and_volume_add_up_to_the_change():
+    for case in CASES:
+        for name, entry in report(case).suites.items():
+            a = entry.attribution
+            if a is None or a.usage is None:
+                continue
+            month = next(r for r in entry.verdict.rows if r.metric == "monthly_cost")  # baseline kept to 4 places
+            total = a.volume + a.usage + a.price
+            assert abs(total - (entry.metrics.monthly_cost - Decimal(month.baseline))) < Decimal("0.0001"), (case, name)
 
 
 def test_long_bodies_are_shortened_details_first():
@@ -112,5 +150,23 @@ def test_pytest_writes_markdown_and_step_summary(pytester, demo, monkeypatch):
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["costgate: wrote markdown *comment.md"])
     written = (pytester.path / "out" / "comment.md").read_text()
-    assert written.startswith(MARKER_PREFIX) and "Monthly estimate unchanged" in written
+    assert written.startswith(MARKER_PREFIX) and "monthly unchanged at" in written
     assert summary.read_text() == written + "\n"
+
+
+GATE_LOG = """============================= test session starts ==============================
+ERROR: fixtures/demo/costgate.yaml:31: suites.support-answer.thresholds.cost_per_request.fail: '+5 %' is not a
+change; write +5%, +$0.01 or 0.5 (absolute).
+"""
+
+
+def test_gate_error_golden_says_the_gate_could_not_run():
+    body = render_gate_error(GATE_LOG, "costgate.yaml")
+    golden = GOLDEN / "gate-error.md"
+    if os.environ.get("COSTGATE_UPDATE_GOLDEN"):
+        golden.write_text(body)
+    assert body == golden.read_text()
+    assert body.startswith(marker("costgate.yaml"))
+    assert "could not run" in body.splitlines()[1] and "suites.support-answer.thresholds" in body
+    rendered = html(body)
+    assert "<table>" not in rendered and "<script" not in rendered and "<blockquote>" in rendered

@@ -42,7 +42,7 @@ def test_template_growth_fails_naming_suite_and_metric(pytester, demo):
     result = pytester.runpytest(*GATE)
     result.assert_outcomes(passed=1, failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "metric*baseline*candidate*delta*threshold*level",
+    result.stdout.fnmatch_lines(["*costgate suite 'support-answer' FAIL:*", "metric*baseline*candidate*change*threshold*level",
                                  "input_tokens_mean*fail +5%*fail", "note: template changed*"])
     result.stdout.no_fnmatch_line("*Traceback*")
 
@@ -147,7 +147,7 @@ suites:
     openai_server.script.extend(["ok", "401"])
     result = pytester.runpytest(*GATE)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["error_rate*0.5*max_error_rate 0.4*fail",
+    result.stdout.fnmatch_lines(["error_rate*50%*max_error_rate 0.4*fail",
                                  "note: 1 of 2 requests failed*HTTP 401: Incorrect API key provided*"])
 
 

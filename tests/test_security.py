@@ -328,6 +328,11 @@ def hostile_report(hashes: bool = True) -> dict:
         for row in entry["verdict"]["rows"]:
             row["threshold"] = HOSTILE
             row["metric"] = HOSTILE
+        entry["template_files"] = {HOSTILE: "0" * 16}
+        if entry.get("attribution"):
+            entry["attribution"].update(files_changed=[HOSTILE], files_added=[HOSTILE], base_model=HOSTILE,
+                                        base_pricing={"kind": "tokens", "input_per_1m": "1", "output_per_1m": "2",
+                                                      HOSTILE[:150]: "3"}, prompt_set_changed=True)
         for change in entry.get("prompt_changes", []):
             change["id"] = HOSTILE
     doc["suites"] = {HOSTILE + str(i): entry for i, entry in enumerate(doc["suites"].values())}
@@ -350,9 +355,10 @@ def test_hostile_report_golden_renders_inert():
     assert body == golden.read_text()
     html = cmarkgfm.github_flavored_markdown_to_html(body, options=Options.CMARK_OPT_UNSAFE)
     assert html.count("<details>") == html.count("</details>") >= 1
-    assert not re.search(r"<(img|script|a|iframe|h[1-6] )[\s>]", html.replace("<h2>💰", "")), html
+    assert not re.search(r"<(img|script|a|iframe|h[1-6] )[\s>]", html.replace("<h2>❌", "")), html
     assert html.count("<h2>") == 1 and "href" not in html and "javascript:" not in html.replace("javascript\u200b:", "")
-    assert not re.search(r"@(?!\u200b)\w", html) and not re.search(r"#(?!\u200b)\d", html)
+    text = re.sub(r"<pre lang=\"mermaid\">.*?</pre>", "", html, flags=re.S)  # the chart's colours are #0969da
+    assert not re.search(r"@(?!\u200b)\w", text) and not re.search(r"#(?!\u200b)\d", text)
     assert "\u202e" not in body  # bidi override shown as an escape, never applied
 
 

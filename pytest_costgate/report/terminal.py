@@ -1,38 +1,26 @@
 """The terminal summary table and a suite's breach table, as plain lines."""
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from ..document import Document, SuiteEntry
+from . import numbers
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "new": "NEW", "no-baseline": "NO BASELINE",
         "error": "ERROR"}
 
 
 def money(value: Any, cents: bool = True) -> str:
-    """$1,234.56 for monthly figures; per-request costs (cents=False) keep 6 significant digits."""
-    if value is None:
-        return "-"
-    amount = Decimal(str(value))
-    if cents or abs(amount) >= 1 or amount == 0:
-        amount = amount.quantize(Decimal("0.01"))
-        return f"{'-' if amount < 0 else ''}${abs(amount):,.2f}"
-    return f"{'-' if amount < 0 else ''}${Decimal(f'{float(abs(amount)):.6g}'):f}"
+    """$1,234.57 for monthly figures (half-up); per-request costs (cents=False) keep 6 significant digits."""
+    return numbers.money(value, 2 if cents else None, significant=6).replace(numbers.DASH, "-")
 
 
 def signed_money(value: Any) -> str:
-    if value is None:
-        return "-"
-    amount = Decimal(str(value)).quantize(Decimal("0.01"))
-    return ("+" if amount >= 0 else "") + money(amount)
+    return numbers.signed_money(value).replace(numbers.DASH, "-")
 
 
 def number(value: Any, places: int = 1) -> str:
-    if value is None:
-        return "-"
-    amount = Decimal(str(value))
-    return f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.{places}f}"
+    return numbers.tokens(value, places).replace(numbers.DASH, "-")
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -51,19 +39,32 @@ def breach_lines(name: str, entry: SuiteEntry) -> list[str]:
     rows = [r for r in verdict.rows if r.status in ("fail", "warn", "inconclusive")]
     lines = [f"costgate suite '{name}' {verdict.status.upper()}:"]
     if rows:
-        lines += table(["metric", "baseline", "candidate", "delta", "threshold", "level"],
-                       [[r.metric, r.baseline or "-", r.candidate or "-",
-                         (r.delta or "-") + (f" ({r.delta_pct})" if r.delta_pct else ""),
-                         r.threshold or "-", r.status] for r in rows])
+        lines += table(["metric", "baseline", "candidate", "change", "threshold", "level"],
+                       [[r.metric, *_pair(r), _change(r), r.threshold or "-", r.status] for r in rows])
         lines += [f"{r.metric}: paired change {r.interval}" for r in rows if r.interval]
     lines += [f"note: {note}" for note in verdict.notes]
     return lines
 
 
+def _pair(row: Any) -> list[str]:
+    base, head = numbers.metric_pair(row.metric, row.baseline, row.candidate)
+    return [base.replace(numbers.DASH, "-"), head.replace(numbers.DASH, "-")]
+
+
+def _change(row: Any) -> str:
+    if row.delta is None:
+        return "-"
+    pct = numbers.percent(row.delta, row.baseline)
+    return numbers.metric_delta(row.metric, row.delta) + (f" ({pct})" if pct else "")
+
+
 def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, errors: Mapping[str, str],
-                  baseline_path: Any = None, removed: tuple[str, ...] = ()) -> list[str]:
-    """The session's cost table: one row per suite, then warnings, breaches and notes."""
+                  baseline_path: Any = None, removed: tuple[str, ...] = (), shown: Collection[str] = (),
+                  updating: bool = False) -> list[str]:
+    """The session's cost table: one row per suite, then warnings, breaches and notes. Suites in `shown` had
+    their breach table or error printed by pytest already (their item's failure): one line points there."""
     from ..baseline import summary
+    from .markdown import driver
 
     base_suites = baseline.suites if baseline else {}
     rows = []
@@ -85,19 +86,27 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
     if totals.baseline_monthly_cost and totals.monthly_delta is not None:
         change, base_total = totals.monthly_delta, totals.baseline_monthly_cost
         lines.append(f"monthly estimate: {money(totals.monthly_cost)} ({signed_money(change)}, "
-                     f"{change / base_total * 100:+.1f}% vs baseline)")
+                     f"{numbers.percent(change, base_total)} vs baseline)")
     for name in removed:
         lines.append(f"{name}: in the baseline but no longer in the config (removed; not compared)")
-    if baseline is None and suites:
+    if baseline is None and suites and not updating:
         lines += ["", f"no baseline at {baseline_path}: these are current numbers only. Create it with "
                   "pytest --costgate --costgate-update-baseline and commit it."]
     for name, entry in suites.items():
         verdict = entry.verdict
-        if verdict is not None and (verdict.status in ("warn", "fail") or verdict.notes or any(
+        why = driver(entry, plain=True)
+        if why:
+            lines += ["", f"{name} {entry.status.upper()}: {why}" + (" (breach table above)" if name in shown else "")]
+        elif name in shown:
+            lines += ["", f"costgate suite '{name}' {entry.status.upper()}: see its failure above"]
+        if name not in shown and verdict is not None and (verdict.status in ("warn", "fail") or verdict.notes or any(
                 r.status == "inconclusive" for r in verdict.rows)):
-            lines.append("")
+            lines += [] if why else [""]
             lines += breach_lines(name, entry)
     for name, message in errors.items():
+        if name in shown:
+            lines += ["", f"costgate suite '{name}' ERROR: see its failure above"]
+            continue
         text = str(message)
         lines += ["", *(text if text.startswith("costgate suite") else f"costgate suite '{name}' ERROR: {text}"
                         ).splitlines()]

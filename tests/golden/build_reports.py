@@ -42,6 +42,9 @@ def main() -> None:
     scenarios = {
         "all-pass": lambda f: None,
         "failing-suite": lambda f: edit(f / "templates" / "support.j2", "Answer in", "Always be polite, concise and accurate. Answer in"),
+        "price-change": lambda f: edit(f / "costgate.yaml", "output_per_1m: 10.00", "output_per_1m: 12.00"),
+        "output-growth": lambda f: edit(f / "demo_model.py", '"Thanks for reaching out. "',
+                                        '"Thanks for reaching out, we are always happy to help you. "'),
         "new-suite": lambda f: edit(f / "costgate.yaml", "  ticket-triage:", "  ticket-triage-v2:\n    model: support-bot\n    prompts: prompts/support.jsonl\n    template: templates/support.j2\n    requests_per_month: 1000\n  ticket-triage:"),
         "removed-suite": lambda f: None,  # ticket-triage is cut from the config in main()
         "no-baseline": lambda f: (f / "baseline.json").unlink(),
@@ -60,38 +63,49 @@ def main() -> None:
             print(name, "ok" if (HERE / f"{name}.json").exists() else "MISSING")
 
 
+def rows(suite: dict) -> tuple[list[str], list[list]]:
+    """A stored suite's per-prompt rows (the columnar form) and their column names, to edit in place."""
+    prompts = suite["prompts"]
+    return prompts["columns"], prompts["rows"]
+
+
 def not_comparable(folder: Path) -> None:
     baseline = json.loads((folder / "baseline.json").read_text())
     for suite in baseline["suites"].values():
         suite["fingerprint"]["cpu"] = "Intel(R) Xeon(R) Platinum 8375C"
-        for record in suite["prompts"].values():
-            record["e2e_ms"] = 0.001  # a faster machine
+        columns, table = rows(suite)
+        for row in table:
+            row[columns.index("e2e_ms")] = 0.001  # a faster machine
     (folder / "baseline.json").write_text(json.dumps(baseline))
     edit(folder / "costgate.yaml", "    monthly_cost: {warn: \"+$50\", fail: \"+$500\"}",
          "    monthly_cost: {warn: \"+$50\", fail: \"+$500\"}\n    latency_p95: {fail: \"+10%\"}")
 
 
+EVIL = ["x|y `rm -rf` <script>alert(1)</script>", "@octocat please look #123", "[link](http://evil) **bold** ~~s~~"]
+EVIL_TEMPLATE = "support @team #9 |x| <b>.j2"
+
+
 def hostile(folder: Path) -> None:
+    """Prompt ids and a template file name a pull request could choose, aimed at the comment."""
     prompts = folder / "prompts" / "support.jsonl"
-    lines = prompts.read_text().splitlines()
-    evil = ["x|y `rm -rf` <script>alert(1)</script>", "@octocat please look #123", "[link](http://evil) **bold** ~~s~~"]
     out = []
-    for i, line in enumerate(lines):
+    for i, line in enumerate(prompts.read_text().splitlines()):
         record = json.loads(line)
-        if i < len(evil):
-            record["id"] = evil[i]
+        if i < len(EVIL):
+            record["id"] = EVIL[i]
         out.append(json.dumps(record))
     prompts.write_text("\n".join(out) + "\n")
     baseline = json.loads((folder / "baseline.json").read_text())
-    suite = baseline["suites"]["support-answer"]["prompts"]
-    for i, old in enumerate(list(suite)[: len(evil)]):
-        record = suite.pop(old)
-        record["input_tokens"] -= 5  # so these prompts show up as grown
-        suite[evil[i]] = record
-    baseline["suites"]["support-answer"]["prompts"] = suite
+    suite = baseline["suites"]["support-answer"]
+    columns, table = rows(suite)
+    for i, row in enumerate(table[: len(EVIL)]):
+        row[columns.index("id")] = EVIL[i]
+        row[columns.index("input_tokens")] -= 5  # so these prompts show up as grown
+    suite["template_files"] = {EVIL_TEMPLATE: "0" * 16}
     (folder / "baseline.json").write_text(json.dumps(baseline))
-    edit(folder / "costgate.yaml", "  support-answer:", "  \"support|answer @team #9 <b>\":")
-    baseline["suites"]["support|answer @team #9 <b>"] = baseline["suites"].pop("support-answer")
+    (folder / "templates" / "support.j2").rename(folder / "templates" / EVIL_TEMPLATE)
+    edit(folder / "costgate.yaml", "template: templates/support.j2", f"template: \"templates/{EVIL_TEMPLATE}\"")
+    suite["template_files"] = {f"templates/{EVIL_TEMPLATE}": "0" * 16}
     (folder / "baseline.json").write_text(json.dumps(baseline))
 
 

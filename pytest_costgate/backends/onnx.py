@@ -108,6 +108,10 @@ class OnnxBackend:
         if "threads" in opts:
             options.intra_op_num_threads = int(opts["threads"])
         cuda_options = dict(opts.get("provider_options") or {})
+        # TF32 matmuls (the CUDA provider's default on Ampere and later) flip near-tied greedy tokens against a
+        # CPU or fp32 baseline: measured on an H100, 2 to 5 of 16 fixture prompts differed with it, none without.
+        # A cost gate compares outputs, so full fp32 unless the config opts in with use_tf32: 1.
+        cuda_options.setdefault("use_tf32", "0")
         wants_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
         if wants_cuda and "device_id" not in cuda_options:  # xdist on a multi-GPU runner: one GPU per worker
             from ..shards import gpu_count, worker_device
@@ -116,6 +120,8 @@ class OnnxBackend:
             if device is not None:
                 cuda_options["device_id"] = device
         providers: list[Any] = ([("CUDAExecutionProvider", cuda_options)] if wants_cuda else []) + ["CPUExecutionProvider"]
+        if wants_cuda:
+            _preload_cuda(ort)
         if wants_cuda and provider == "auto":
             # onnxruntime-gpu on a machine without CUDA logs load errors for the attempt; auto means
             # "CPU is fine", so those lines would only be noise. Restored to ORT's default after.
@@ -138,7 +144,7 @@ class OnnxBackend:
     def fingerprint(self) -> dict[str, str]:
         digest = hashlib.sha256(self.model_file.read_bytes()).hexdigest()[:16]
         return {"backend": "onnx", "model": f"{self.model_file.parent.name}/{self.model_file.name}",
-                "model_sha256": digest, "provider": self.provider, "device": _device(self.provider),
+                "model_sha256": digest, "provider": self.provider, "device": _device(self.provider, self.device_id),
                 "onnxruntime": self.ort_version, "kv": f"{self.layout.mode} {self.layout.layers}x"
                 f"{self.layout.kv_heads}x{self.layout.head_size} {self.layout.dtype.__name__}",
                 "batch_size": str(self.batch_size)}
@@ -227,14 +233,29 @@ def _json(path: Path, where: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _device(provider: str) -> str:
+def _preload_cuda(ort: Any) -> None:
+    """CUDA and cuDNN from the nvidia-* pip packages (what torch brings, or onnxruntime-gpu[cuda,cudnn]),
+    loaded before the CUDA provider looks for them; system libraries are found without this."""
+    import importlib.util
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None or importlib.util.find_spec("nvidia") is None:
+        return
+    try:
+        preload()
+    except Exception:  # noqa: BLE001 - a library it can't load is the provider's to report
+        pass
+
+
+def _device(provider: str, device_id: int = 0) -> str:
+    """The device a replay ran on: the CPU's model, or the GPU's name, memory and driver (nvidia-smi)."""
     if provider != "cuda":
         from ..environment import environment
 
         return environment()["cpu"]
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(["nvidia-smi", "-i", str(device_id), "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=False)
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "cuda"
     except (OSError, subprocess.SubprocessError, IndexError):
         return "cuda"

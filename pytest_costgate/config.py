@@ -33,6 +33,7 @@ class TokenizerSpec:
     encoding: str | None = None
     file: Path | None = None
     tokenizer_json: Path | None = None
+    chat_template: Path | None = None  # a Jinja file; else tokenizer_config.json's next to tokenizer_json
     per_message: int = 3
     per_name: int = 1
     reply_priming: int = 3
@@ -240,12 +241,16 @@ def _default_tokenizer(options: Mapping[str, Any]) -> TokenizerSpec:
 def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:
     if isinstance(r.value(key), str):
         return TokenizerSpec(encoding=r.string(key))
-    node = r.mapping(key, {"encoding", "file", "tokenizer_json", "per_message", "per_name", "reply_priming"})
+    node = r.mapping(key, {"encoding", "file", "tokenizer_json", "chat_template", "per_message", "per_name",
+                           "reply_priming"})
     if ("encoding" in node) == ("tokenizer_json" in node):
         raise r.fail(key, "give either 'encoding' (a tiktoken name, optionally with 'file:' a local "
                      ".tiktoken) or 'tokenizer_json' (a Hugging Face tokenizer.json path).")
     if "file" in node and "encoding" not in node:
         raise r.fail(key + ("file",), "'file' needs 'encoding' naming the tiktoken encoding it holds.")
+    if "chat_template" in node and "tokenizer_json" not in node:
+        raise r.fail(key + ("chat_template",), "a model's chat template goes with its own tokenizer: give "
+                     "'tokenizer_json' too (tiktoken counts chats the way OpenAI bills them).")
     hf = "tokenizer_json" in node
     # OpenAI's chat overhead by default for tiktoken; a local model's tokenizer has none unless set.
     counts = dict.fromkeys(("per_message", "per_name", "reply_priming"), 0) if hf else {}
@@ -255,6 +260,7 @@ def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:
         encoding=r.string(key + ("encoding",)) if "encoding" in node else None,
         file=r.path(key + ("file",), "tiktoken file") if "file" in node else None,
         tokenizer_json=r.path(key + ("tokenizer_json",), "tokenizer.json") if hf else None,
+        chat_template=r.path(key + ("chat_template",), "chat template") if "chat_template" in node else None,
         **counts,
     )
 

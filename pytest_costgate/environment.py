@@ -13,6 +13,7 @@ from . import __version__
 # Latency measured where any of these differ is not comparable.
 COMPARABLE_KEYS = ("os", "machine", "cpu", "cpus", "python", "backend", "endpoint", "model", "function",
                    "provider", "device", "onnxruntime")
+LOCAL_BACKENDS = ("onnx", "genai")
 
 
 def environment() -> dict[str, str]:
@@ -38,7 +39,10 @@ def comparable(a: Mapping[str, str] | None, b: Mapping[str, str] | None) -> tupl
     """Whether two fingerprints allow comparing noisy metrics, and which keys differ."""
     if not a or not b:
         return False, ["fingerprint missing"]
-    differ = [k for k in COMPARABLE_KEYS if a.get(k) != b.get(k)]
+    # A local model's file is what a PR changes (quantized, re-exported), not where it runs: on the same device
+    # and runtime its latency compares. An API's model name is a different deployment: it does not.
+    local = a.get("backend") in LOCAL_BACKENDS and b.get("backend") == a.get("backend")
+    differ = [k for k in COMPARABLE_KEYS if a.get(k) != b.get(k) and not (local and k == "model")]
     return not differ, differ
 
 

@@ -45,6 +45,6 @@ def quality_rows(rule: QualityRule, results: Sequence[PromptResult], base: Mappi
                                    ("quality_similarity", similarity, rule.min_similarity)):
         if minimum is not None:
             status = "fail" if value < minimum else "pass"
-            rows.append(Row(metric, None, f"{value:.3f}", None, None, f"min {minimum}", status))
+            rows.append(Row(metric, None, f"{value:.3f}", None, None, f"min {(minimum * 100).normalize():f}%", status))
     return rows, [f"quality compared with the {source} outputs of {n} prompts: exact match {exact:.1%}, "
                   f"similarity {similarity:.3f}"]

@@ -31,8 +31,9 @@ class TokenCounter:
     """Counts tokens of text and of chat messages the way the API bills them."""
 
     def __init__(self, name: str, lengths: _Encoder, spec: TokenizerSpec, engine: Any = None,
-                 slices: bool = True) -> None:
+                 slices: bool = True, chat: Any = None) -> None:
         self.name = name
+        self.chat = chat  # the model's chat template (ChatFormat): chats counted as the server renders them
         self._lengths = lengths
         self.spec = spec
         self.engine = engine  # the tiktoken Encoding or tokenizers.Tokenizer doing the work
@@ -73,7 +74,11 @@ class TokenCounter:
         return self._lengths(texts)
 
     def count_messages(self, messages: Sequence[Mapping[str, str]]) -> int:
-        """OpenAI's accounting: per-message overhead, role and content tokens, name, reply priming."""
+        """With the model's chat template: the tokens of the rendered conversation (as transformers'
+        apply_chat_template(add_generation_prompt=True) counts them). Else OpenAI's accounting: per-message
+        overhead, role and content tokens, name, reply priming."""
+        if self.chat is not None:
+            return self._lengths([self.chat.render(messages)])[0]
         parts: list[str] = []
         extra = self.spec.reply_priming
         for message in messages:
@@ -121,9 +126,13 @@ def _hf_counter(spec: TokenizerSpec) -> TokenCounter:
     except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception subclasses
         raise TokenizerError(f"{path}: not a readable Hugging Face tokenizer.json ({exc}). "
                              "Export it with tokenizer.save('tokenizer.json').") from None
-    return TokenCounter(f"tokenizer.json:{Path(str(path)).parent.name}",
-                        lambda texts: [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)],
-                        spec, tokenizer, slices=False)
+    from .chat_format import load_chat_format
+
+    folder = Path(str(path)).parent
+    chat = load_chat_format(folder, spec.chat_template, str(path))
+    name = f"tokenizer.json:{folder.name}" + (f"+chat:{chat.hash[:8]}" if chat is not None else "")
+    return TokenCounter(name, lambda texts: [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)],
+                        spec, tokenizer, slices=False, chat=chat)
 
 
 def _tiktoken_encoding(name: str, file: Path | None) -> Any:

@@ -17,6 +17,7 @@ BUILTIN: dict[str, str] = {
     "openai": "pytest_costgate.backends.openai:OpenAIBackend",
     "python": "pytest_costgate.backends.python:PythonBackend",
     "onnx": "pytest_costgate.backends.onnx:OnnxBackend",
+    "genai": "pytest_costgate.backends.genai:GenaiBackend",
 }
 
 Prompt = Union[str, tuple[Mapping[str, str], ...]]

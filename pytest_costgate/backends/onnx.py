@@ -36,7 +36,7 @@ class OnnxBackend:
     """Greedy replay with ONNX Runtime on CUDA (IOBinding, cache on device) or CPU; batched when asked."""
 
     OPTIONS: ClassVar[frozenset[str]] = frozenset({"path", "file", "provider", "provider_options", "batch_size",
-                                                  "max_new_tokens", "threads", "eos_token_id"})
+                                                  "max_new_tokens", "threads", "eos_token_id", "chat_template"})
 
     def __init__(self, spec: ModelSpec) -> None:
         ort = import_onnxruntime(spec.where)
@@ -59,6 +59,10 @@ class OnnxBackend:
             self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exceptions
             raise BackendError(f"{where}: {tokenizer_file} is not a readable tokenizer.json ({exc}).") from None
+        from ..chat_format import load_chat_format
+
+        explicit = (spec.base_dir / str(opts["chat_template"])).resolve() if opts.get("chat_template") else None
+        self.chat = load_chat_format(folder, explicit, where)  # chat prompts render with the model's template
         generation = {**_json(folder / "config.json", where), **_json(folder / "generation_config.json", where)}
         self.eos = _eos_ids(opts, generation, folder, self.tokenizer, where)
         pad = generation.get("pad_token_id")
@@ -89,7 +93,17 @@ class OnnxBackend:
         folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
         model = cls._model_file(folder, spec.options.get("file"), spec.where)
         info = model.stat()
-        return file_digest(model, info.st_size, info.st_mtime)
+        parts = [file_digest(model, info.st_size, info.st_mtime)]
+        # what shapes the tokens besides the weights: tokenizer, its config (chat template, specials), generation
+        extra = [folder / n for n in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                      "chat_template.jinja")]
+        if spec.options.get("chat_template"):
+            extra.append((spec.base_dir / str(spec.options["chat_template"])).resolve())
+        for path in extra:
+            if path.is_file():
+                stat = path.stat()
+                parts.append(file_digest(path, stat.st_size, stat.st_mtime))
+        return ":".join(parts)
 
     @staticmethod
     def _model_file(folder: Path, name: Any, where: str) -> Path:
@@ -147,7 +161,7 @@ class OnnxBackend:
                 "model_sha256": digest, "provider": self.provider, "device": _device(self.provider, self.device_id),
                 "onnxruntime": self.ort_version, "kv": f"{self.layout.mode} {self.layout.layers}x"
                 f"{self.layout.kv_heads}x{self.layout.head_size} {self.layout.dtype.__name__}",
-                "batch_size": str(self.batch_size)}
+                "batch_size": str(self.batch_size), **({"chat_template": self.chat.hash} if self.chat else {})}
 
     def close(self) -> None:
         self.session = None
@@ -157,16 +171,27 @@ class OnnxBackend:
 
     def complete_batch(self, requests: Sequence[Request]) -> list[Completion]:
         """Replay requests together (left-padded); each is charged its share of the batch's wall time."""
+        texts: list[str] = []
         for request in requests:
-            if not isinstance(request.prompt, str):
-                return [Completion(error=f"prompt '{r.id}' is a chat, but the onnx backend replays text; use a "
-                                   "text template ('template:') that renders the model's own chat format.")
+            if isinstance(request.prompt, str):
+                texts.append(request.prompt)
+            elif self.chat is None:
+                return [Completion(error=f"prompt '{r.id}' is a chat, but the model has no chat template: add "
+                                   "'chat_template' to its tokenizer_config.json, set chat_template: FILE on the "
+                                   "model, or render its chat format in a text template ('template:').")
                         for r in requests]
+            else:
+                try:
+                    texts.append(self.chat.render(request.prompt, request.id))
+                except Exception as exc:  # noqa: BLE001 - TemplateError: this request fails, with the reason
+                    return [Completion(error=str(exc)) for _ in requests]
         params = requests[0].params
         max_new = int(params.get("max_new_tokens", params.get("max_tokens", self.default_max_new)))
         stops = params.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
-        prompts = [self.tokenizer.encode(str(r.prompt)).ids for r in requests]
+        # a rendered chat carries its own BOS (as apply_chat_template): no special tokens added to it again
+        prompts = [self.tokenizer.encode(text, add_special_tokens=isinstance(r.prompt, str)).ids
+                   for r, text in zip(requests, texts)]
         too_long = {i for i, p in enumerate(prompts) if self.context is not None and len(p) + max_new > self.context}
         if too_long:  # those fail alone; the rest of the batch still runs
             fits = [i for i in range(len(requests)) if i not in too_long]

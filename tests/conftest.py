@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -9,9 +11,17 @@ import pytest
 # pytester's in-process runs restore sys.modules afterwards; modules first imported inside one would be
 # imported again by the next, which requests (CookieJar checks) and numpy/onnxruntime refuse.
 import numpy  # noqa: F401
+import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
 import requests  # noqa: F401
 import tokenizers  # noqa: F401
+
+# the onnx backend caches its ArgMax-edited models: in the tests, somewhere of their own, never ~/.cache
+os.environ.setdefault("COSTGATE_CACHE_DIR", tempfile.mkdtemp(prefix="costgate-test-cache-"))
+try:
+    import onnxruntime_genai  # noqa: F401 - imported once, for the same reason as above
+except ImportError:  # the genai tests then fail saying how to install it (README: pip install --no-deps ...)
+    pass
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import FakeOpenAI  # noqa: E402

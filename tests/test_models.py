@@ -200,3 +200,39 @@ def test_openai_model_counts_chats_with_its_tokenizer_folder_template(tmp_path):
     assert with_template.count_messages(messages) == len(CHAT["conversations"][1]["ids"])
     assert without.count_messages(messages) != with_template.count_messages(messages)
     assert "+chat:" in with_template.name and "+chat:" not in without.name
+
+
+# ---- the greedy choice in the graph -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("folder", ["llama-tiny", "llama-tiny-merged", "gpt2-tiny", "llama-tiny-nopast", "llama-tiny-fp16"])
+def test_argmax_in_the_graph_gives_the_same_tokens(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("COSTGATE_CACHE_DIR", str(tmp_path / "cache"))
+    arch = "gpt2" if folder.startswith("gpt2") else "llama"
+    prompts = list(REFERENCE["outputs"][arch])
+    edited = OnnxBackend(spec("onnx", FIXTURES / folder, batch_size=3))
+    plain = OnnxBackend(spec("onnx", FIXTURES / folder, batch_size=3, argmax=False))
+    assert edited.decoder.argmax and not plain.decoder.argmax
+    assert [o.name for o in edited.session.get_outputs()][-1] == "costgate_next_token"
+    assert len(list((tmp_path / "cache" / "onnx").glob("*-argmax.onnx"))) == 1  # cached, once per model content
+    ours, theirs = run_all(edited, prompts, 3), run_all(plain, prompts, 3)
+    assert [o.token_ids for o in ours] == [o.token_ids for o in theirs]
+    if not folder.endswith("fp16"):
+        assert [list(o.token_ids) for o in ours] == list(REFERENCE["outputs"][arch].values())
+
+
+def test_argmax_edit_falls_back_to_the_export_as_is(tmp_path, monkeypatch):
+    from pytest_costgate.backends.onnx_argmax import with_argmax
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("COSTGATE_CACHE_DIR", str(blocked))  # a cache that can't be written
+    model = OnnxBackend(spec("onnx", FIXTURES / "llama-tiny"))
+    assert not model.decoder.argmax and run_all(model, ["Thanks"], 1)[0].error is None
+    folder = tmp_path / "external"
+    shutil.copytree(FIXTURES / "llama-tiny", folder)
+    (folder / "model.onnx_data").write_bytes(b"")  # weights beside the graph: left as exported
+    monkeypatch.setenv("COSTGATE_CACHE_DIR", str(tmp_path / "cache"))
+    assert with_argmax(folder / "model.onnx") is None
+    (folder / "model.onnx_data").unlink()
+    (folder / "model.onnx").write_bytes(b"\x08garbage")
+    assert with_argmax(folder / "model.onnx") is None

@@ -36,7 +36,8 @@ class OnnxBackend:
     """Greedy replay with ONNX Runtime on CUDA (IOBinding, cache on device) or CPU; batched when asked."""
 
     OPTIONS: ClassVar[frozenset[str]] = frozenset({"path", "file", "provider", "provider_options", "batch_size",
-                                                  "max_new_tokens", "threads", "eos_token_id", "chat_template"})
+                                                  "max_new_tokens", "threads", "eos_token_id", "chat_template",
+                                                  "argmax"})
 
     def __init__(self, spec: ModelSpec) -> None:
         ort = import_onnxruntime(spec.where)
@@ -140,8 +141,16 @@ class OnnxBackend:
             # onnxruntime-gpu on a machine without CUDA logs load errors for the attempt; auto means
             # "CPU is fine", so those lines would only be noise. Restored to ORT's default after.
             ort.set_default_logger_severity(4)
+        from .onnx_argmax import with_argmax
+
+        edited = with_argmax(model) if opts.get("argmax", True) is not False else None
         try:
-            session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
+            try:
+                session = ort.InferenceSession(str(edited or model), sess_options=options, providers=providers)
+            except Exception:  # noqa: BLE001 - the edited copy failed: the model as exported decides
+                if edited is None:
+                    raise
+                session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
             raise BackendError(f"{where}: onnxruntime cannot load {model}: {str(exc).strip()[:300]}. "
                                "Re-export the model; the file may be truncated or not ONNX.") from None

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BackendError
+from .onnx_argmax import NEXT
 
 _PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -87,7 +88,14 @@ class GreedyDecoder:
         self.device_id = device_id
         self.iobinding = device == "cuda" if iobinding is None else iobinding
         self.past_names = [f"past_key_values.{i}.{kind}" for i in range(layout.layers) for kind in ("key", "value")]
-        self.output_names = ["logits"] + [n.replace("past_key_values.", "present.", 1) for n in self.past_names]
+        outputs = {o.name for o in session.get_outputs()}
+        self.argmax = NEXT in outputs  # the greedy choice made in the graph: token ids come back, not logits
+        self.output_names = [NEXT if self.argmax else "logits"] + [n.replace("past_key_values.", "present.", 1)
+                                                                   for n in self.past_names]
+        # the bound C++ run, skipping the Python wrapper's per-call checks (a few microseconds a step)
+        inner = getattr(session, "_sess", None)
+        self._run = (lambda names, feed: inner.run(names, feed, None)) if inner is not None and \
+            hasattr(inner, "run") else session.run
 
     def _value(self, array: np.ndarray) -> Any:
         return self.ort.OrtValue.ortvalue_from_numpy(array, self.device, self.device_id)
@@ -97,42 +105,51 @@ class GreedyDecoder:
         """Greedy-decode every prompt; a sequence ends at eos, max_new_tokens or when `stop(ids)` says so."""
         start = time.perf_counter()
         batch, longest = len(prompts), max(len(p) for p in prompts)
+        width = longest + max_new_tokens
         ids = np.full((batch, longest), pad, dtype=np.int64)
-        mask = np.zeros((batch, longest), dtype=np.int64)
+        # The mask and positions for every step, made once: each step feeds a slice (a view, no allocation).
+        mask_all = np.ones((batch, width), dtype=np.int64)
         for row, prompt in enumerate(prompts):
             ids[row, longest - len(prompt):] = prompt
-            mask[row, longest - len(prompt):] = 1
+            mask_all[row, :longest - len(prompt)] = 0
         # Left padding: positions count real tokens only, as transformers' generate() does.
-        positions = np.maximum(mask.cumsum(-1) - 1, 0)
+        positions_all = np.maximum(mask_all.cumsum(-1) - 1, 0)
+        recompute = self.layout.mode == "recompute"
         results = [Generated([], 0.0) for _ in prompts]
-        done = np.zeros(batch, dtype=bool)
+        outputs = [r.ids for r in results]
+        live = list(range(batch))  # rows still generating
         past: dict[str, Any] = {}
-        step_ids = ids
+        step_ids, positions = ids, positions_all[:, :longest]
         step = self._step_bound if self.iobinding else self._step_cpu
         for index in range(max_new_tokens):
-            logits, past = step(self._feed(step_ids, mask, positions, past, index == 0))
-            next_ids = logits.argmax(-1).astype(np.int64)
-            now = time.perf_counter() - start
-            for row in range(batch):
-                if done[row]:
-                    continue
-                token = int(next_ids[row])
-                results[row].ids.append(token)
-                if index == 0:
-                    results[row].ttft_s = now
-                if token in eos or (stop is not None and stop(results[row].ids)):
-                    done[row] = True
-            if done.all():
-                break
-            next_ids[done] = pad
-            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-            if self.layout.mode == "recompute":
-                ids = np.concatenate([ids, next_ids[:, None]], axis=1)
-                positions = np.concatenate([positions, positions[:, -1:] + 1], axis=1)
-                step_ids = ids
+            length = longest + index
+            chosen, past = step(self._feed(step_ids, mask_all[:, :length], positions, past, index == 0))
+            next_ids = chosen if self.argmax else chosen.argmax(-1).astype(np.int64)
+            tokens = next_ids.tolist()
+            if index == 0:
+                now = time.perf_counter() - start
+                for r in results:
+                    r.ttft_s = now
+            finished = []
+            for row in live:
+                token = tokens[row]
+                outputs[row].append(token)
+                if token in eos or (stop is not None and stop(outputs[row])):
+                    finished.append(row)
+            if finished:
+                live = [row for row in live if row not in finished]
+                if not live:
+                    break
+                next_ids = np.array(tokens, dtype=np.int64)
+                for row in range(batch):
+                    if row not in live:
+                        next_ids[row] = pad
+            if recompute:
+                ids = np.concatenate([ids, np.asarray(next_ids, dtype=np.int64).reshape(batch, 1)], axis=1)
+                step_ids, positions = ids, positions_all[:, :length + 1]
             else:
-                positions = positions[:, -1:] + 1
-                step_ids = next_ids[:, None]
+                step_ids = np.asarray(next_ids, dtype=np.int64).reshape(batch, 1)
+                positions = positions_all[:, length:length + 1]
         return results
 
     def _feed(self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: dict[str, Any],
@@ -154,8 +171,8 @@ class GreedyDecoder:
 
     def _step_cpu(self, feed: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """Plain session.run: on the CPU the cache already lives in host memory, so numpy in/out is cheapest."""
-        outputs = self.session.run(self.output_names, feed)
-        return outputs[0][:, -1, :], dict(zip(self.past_names, outputs[1:]))
+        outputs = self._run(self.output_names, feed)
+        return (outputs[0] if self.argmax else outputs[0][:, -1, :]), dict(zip(self.past_names, outputs[1:]))
 
     def _step_bound(self, feed: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """IOBinding: present.* stay on the GPU as OrtValues and are bound as the next step's past."""
@@ -170,5 +187,6 @@ class GreedyDecoder:
         for name in self.output_names:
             binding.bind_output(name, self.device, self.device_id)
         self.session.run_with_iobinding(binding)
-        values = binding.get_outputs()  # in the order they were bound: logits, then present.*
-        return values[0].numpy()[:, -1, :], dict(zip(self.past_names, values[1:]))
+        values = binding.get_outputs()  # in the order they were bound: token ids (or logits), then present.*
+        first = values[0].numpy()
+        return (first if self.argmax else first[:, -1, :]), dict(zip(self.past_names, values[1:]))

@@ -169,6 +169,45 @@ def internal_error(name: str, excinfo: pytest.ExceptionInfo[BaseException]) -> s
                       *where])
 
 
+class _Crash:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class SuiteFailure:
+    """A suite's failure text for the FAILURES section and --junitxml, with one line (the driver: what breached
+    and why) for pytest's short summary, which on CI would otherwise repeat the whole breach table."""
+
+    def __init__(self, text: str, result: dict[str, Any] | None) -> None:
+        self.text = text
+        self.reprcrash = _Crash(self._headline(text, result))
+
+    @staticmethod
+    def _headline(text: str, result: dict[str, Any] | None) -> str:
+        first = text.splitlines()[0] if text else ""
+        if result is None or not first.endswith("FAIL:"):
+            return first
+        from .errors import CostgateError
+        from .escape import terminal
+        from .report.markdown import driver
+        from .schema import suite_from
+
+        entry = result["entry"]
+        try:
+            entry = entry if hasattr(entry, "verdict") else suite_from(entry, "results")
+            why = driver(entry, plain=True)
+        except CostgateError:
+            why = None
+        return terminal(f"{result['name']} FAIL: {why}") if why else first
+
+    def toterminal(self, tw: Any) -> None:  # what pytest calls on a report's longrepr
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class Controller:
     """Reporting hooks of the process that writes files: the only one without xdist, else the controller."""
 
@@ -176,10 +215,13 @@ class Controller:
         self.state = state
         self.failures_shown = failures_shown  # False under --tb=no: pytest then prints no failure text
 
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes the failure
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         result = getattr(report, "costgate", None)
+        if report.failed and isinstance(report.longrepr, str):
+            report.longrepr = SuiteFailure(report.longrepr, result)
         if report.failed and self.failures_shown:  # pytest prints the breach table: the summary won't repeat it
             self.state.shown.add(result["name"] if result is not None else report.nodeid.rsplit("::", 1)[-1])
         if result is not None:

@@ -51,11 +51,16 @@ def test_collect_only_and_deselected_runs_print_no_empty_table(pytester, demo):
     result.stdout.no_fnmatch_line("suite*status*mode*")
 
 
-def test_breach_table_printed_once(pytester, demo):
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_breach_table_printed_once(pytester, demo, monkeypatch, ci):
+    # On CI (the CI variable set) pytest's short summary prints a failure's whole message, not a trimmed line.
+    monkeypatch.setenv("CI", ci) if ci else monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
     (demo / "templates" / "support.j2").write_text("Please be very polite. " * 5 + (demo / "templates" / "support.j2").read_text())
     result = pytester.runpytest(*GATE, "-k", "support-answer")
     assert result.ret == 1
     assert result.stdout.str().count("cost_per_request    ") == 1
+    result.stdout.fnmatch_lines(["FAILED costgate.yaml::support-answer - support-answer FAIL: input tokens +*"])
     result.stdout.fnmatch_lines(["support-answer FAIL: input tokens +*/request (+*%)*after templates/support.j2 changed "
                                  "(breach table above)"])
     result = pytester.runpytest(*GATE, "-k", "support-answer", "--tb=no")  # no failure section: the summary shows it

@@ -53,6 +53,11 @@ class Aggregate:
     latency_p50: Fraction | None = None
     latency_p95: Fraction | None = None
     latency: Mapping[str, dict[str, float] | None] = field(default_factory=dict)
+    cache_hit_ratio: Fraction | None = None
+    cacheable_prefix_share: Fraction | None = None
+    escalation_rate: Fraction | None = None
+    served: Mapping[str, Fraction] = field(default_factory=dict)  # model -> share of requests (routed suites)
+    cost_per_resolved: Fraction | None = None  # set when judged with a quality rule (see compare.py)
 
     def value(self, metric: str) -> Fraction | None:
         value = getattr(self, metric, None)
@@ -67,7 +72,9 @@ class Aggregate:
                        input_tokens_mean=dec(self.input_tokens_mean), input_tokens_total=self.input_tokens_total,
                        output_tokens_mean=dec(self.output_tokens_mean), output_tokens_total=self.output_tokens_total,
                        cost_per_request=dec(self.cost_per_request), monthly_cost=dec(self.monthly_cost),
-                       latency_p50=dec(self.latency_p50), latency_p95=dec(self.latency_p95))
+                       latency_p50=dec(self.latency_p50), latency_p95=dec(self.latency_p95),
+                       cache_hit_ratio=dec(self.cache_hit_ratio), cacheable_prefix_share=dec(self.cacheable_prefix_share),
+                       escalation_rate=dec(self.escalation_rate))
 
 
 def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], unit: bool) -> Fraction | None:
@@ -88,8 +95,15 @@ def _column(results: Sequence[PromptResult] | Records, name: str) -> Sequence[An
     return [getattr(r, name) for r in results]
 
 
+def _share(weights: Sequence[Decimal], part: Sequence[int], whole: Sequence[int], unit: bool) -> Fraction | None:
+    """Σ weight x part over Σ weight x whole, exactly (None when the whole is 0)."""
+    top, bottom = _weighted_mean(weights, part, unit), _weighted_mean(weights, whole, unit)
+    return None if top is None or not bottom else top / bottom
+
+
 def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Decimal | None,
-              errors_over: Sequence[PromptResult] | Records | None = None) -> Aggregate:
+              errors_over: Sequence[PromptResult] | Records | None = None,
+              default_model: str | None = None) -> Aggregate:
     """Suite metrics over `results`; the error rate over `errors_over` when given (e.g. every prompt both
     sides measured, failed or not, while tokens and cost are compared over prompts both answered).
     Computed a column at a time, so column-wise Records of a million prompts cost little."""
@@ -119,7 +133,24 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
             timed = [i for i, reused in enumerate(_column(results, "reused")) if not reused]
         latency[name] = stats(values[i] for i in timed)  # type: ignore[union-attr]
     e2e = latency["e2e_ms"]
+    cached = _column(results, "cached_tokens")
+    cache_hit = None if list(cached).count(None) == len(cached) else \
+        _share(weights, [c or 0 for c in cached], inputs, unit)
+    cacheable = _column(results, "cacheable_tokens")
+    prefix = None if list(cacheable).count(None) == len(cacheable) else \
+        _share(weights, [c or 0 for c in cacheable], inputs, unit)
+    served: dict[str, Fraction] = {}
+    escalation = None
+    if default_model is not None:  # a routed suite: the mix of models that answered, by weight
+        answered = [(w, m) for w, m, e in zip(weights, _column(results, "served_by"), _column(results, "error"))
+                    if e is None and m is not None]
+        total = sum((Fraction(w) for w, _ in answered), Fraction(0))
+        if total:
+            for name in sorted({m for _, m in answered}):
+                served[name] = sum((Fraction(w) for w, m in answered if m == name), Fraction(0)) / total
+            escalation = 1 - served.get(default_model, Fraction(0))
     return Aggregate(
+        cache_hit_ratio=cache_hit, cacheable_prefix_share=prefix, escalation_rate=escalation, served=served,
         n=n, errors=errors, error_rate=Fraction(errors, n) if n else Fraction(0),
         input_tokens_mean=_weighted_mean(weights, inputs, unit), input_tokens_total=sum(inputs),
         output_tokens_mean=_weighted_mean(weights, outputs, unit), output_tokens_total=sum(outputs),

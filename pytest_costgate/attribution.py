@@ -54,9 +54,12 @@ def mean_cost(results: Sequence[PromptResult] | Records) -> Fraction | None:
     return _weighted_mean(weights, costs, all(w == 1 for w in set(weights)))
 
 
-def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuPrice) -> Fraction | None:
+def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuPrice,
+             projected: bool = False) -> Fraction | None:
     """The mean cost per request of these records under another price list (answered prompts, weighted, as
-    `aggregate` computes cost_per_request). Token prices are linear, so column sums do; GPU prices go per record."""
+    `aggregate` computes cost_per_request). Token prices are linear, so column sums do; GPU prices go per record.
+    `projected`: tokens-only records, whose cached input is the prefix a cache could serve (cacheable_tokens),
+    as their cost was computed; else the server-reported cached_tokens."""
     results = _answered(results)
     if not len(results):
         return None
@@ -65,7 +68,8 @@ def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuP
     if isinstance(price, TokenPrice):
         inputs = [v or 0 for v in _column(results, "input_tokens")]
         outputs = [v or 0 for v in _column(results, "output_tokens")]
-        cached = [min(c or 0, i) for c, i in zip(_column(results, "cached_tokens"), inputs)] \
+        cached = [min(c or 0, i) for c, i in zip(_column(results, "cacheable_tokens" if projected else
+                                                          "cached_tokens"), inputs)] \
             if price.cached_input_per_1m is not None else None
         mean_in, mean_out = _weighted_mean(weights, inputs, unit), _weighted_mean(weights, outputs, unit)
         if mean_in is None or mean_out is None:
@@ -111,7 +115,7 @@ def attribute(entry: SuiteEntry, base: SuiteEntry | None) -> Attribution | None:
             and type(head_price) is type(base_price):
         head, old = _results(entry), _results(base)
         # Exact means from the records (the stored metrics are rounded to 12 places), so the parts sum exactly.
-        costs = (mean_cost(old), repriced(head, base_price), mean_cost(head))
+        costs = (mean_cost(old), repriced(head, base_price, entry.mode == "tokens-only"), mean_cost(head))
         if None not in costs:
             cb, cross, ch = (Fraction(c) for c in costs)  # type: ignore[arg-type]
             vb, vh = Fraction(volume_b), Fraction(volume_h)

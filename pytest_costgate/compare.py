@@ -5,7 +5,9 @@ prompts both sides sent. A server that died half-way therefore shows as errors, 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Iterable, Mapping, Sequence
 
 from .aggregate import aggregate, subset
@@ -14,7 +16,7 @@ from .config import Config, SuiteSpec
 from .document import PromptChange, PromptResult, Records, SuiteEntry
 from .environment import comparable
 from .thresholds import METRICS, MetricRule
-from .verdict import Row, SuiteVerdict, error_limit, judge
+from .verdict import Row, SuiteVerdict, _fmt, error_limit, judge
 
 NOISY_COST = ("cost_per_request", "monthly_cost")
 
@@ -45,13 +47,21 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     if metrics.errors:
         notes.append(f"{metrics.errors} of {metrics.n} requests failed (max_error_rate "
                      f"{spec.max_error_rate}); first error: {entry.errors[0] if entry.errors else 'unknown'}")
+    if spec.budgets is not None:
+        from .budgets import budget_rows
+
+        rows, budget_notes = budget_rows(spec.budgets, lambda name: _column(results, name), entry.mode)
+        extra += rows
+        notes += budget_notes
+    resolved: tuple[set[str] | None, set[str]] | None = None
     if spec.quality is not None and entry.mode == "replay":
-        from .quality import quality_rows
+        from .quality import quality_rows, resolved_sets
 
         fresh = [r for r in _objects(results) if not r.reused]  # a reused output is the baseline's own: nothing to judge
         rows, quality_notes = quality_rows(spec.quality, fresh, base.prompts if base else {}, references or {})
         extra += rows
         notes += quality_notes
+        resolved = resolved_sets(spec.quality, results, base.prompts if base else None, references or {})
     if base is None:
         if not have_baseline:
             status = "fail" if config.on_missing_baseline == "fail" else "no-baseline"
@@ -60,14 +70,22 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
         else:
             notes.append("new suite: not in the baseline")
             status = "new"
+        alone = aggregate(results, entry.requests_per_month, default_model=entry.default_model)
+        if resolved is not None:
+            alone = replace(alone, cost_per_resolved=per_resolved(results, None, resolved[1]))
+            if alone.cost_per_resolved is not None:
+                extra.append(Row("cost_per_resolved", None, _fmt(alone.cost_per_resolved), None, None, None, "info"))
+        notes += lever_notes(None, alone)
         return SuiteVerdict(status="fail" if any(r.status == "fail" for r in extra) else status, rows=tuple(extra),
                             notes=tuple(notes))
-    return compare_suite(base, results, entry, spec.thresholds, extra, notes)
+    return compare_suite(base, results, entry, spec.thresholds, extra, notes, resolved)
 
 
 def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: SuiteEntry,
-                  rules: Mapping[str, MetricRule], extra: list[Row], notes: list[str]) -> SuiteVerdict:
-    """Judge a suite entry against its baseline entry over the prompts both have."""
+                  rules: Mapping[str, MetricRule], extra: list[Row], notes: list[str],
+                  resolved: tuple[set[str] | None, set[str]] | None = None) -> SuiteVerdict:
+    """Judge a suite entry against its baseline entry over the prompts both have. `resolved`: the baseline's and
+    the candidate's prompts whose output passes the quality rule (for cost_per_resolved)."""
     base_results = base.prompts
     head_ids, base_ids = _column(results, "id"), list(base_results)
     sent = set(head_ids) & set(base_ids)
@@ -89,18 +107,76 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
     if base.pricing != entry.pricing:
         notes.append(f"prices changed: {price_change_text(base.pricing, entry.pricing)}")
     base_list = base_results if isinstance(base_results, Records) else list(base_results.values())
-    base_agg = aggregate(subset(base_list, answered), base.requests_per_month, subset(base_list, sent))
-    cand_agg = aggregate(subset(results, answered), entry.requests_per_month, subset(results, sent))
+    default = entry.default_model or base.default_model
+    base_agg = aggregate(subset(base_list, answered), base.requests_per_month, subset(base_list, sent), default)
+    cand_agg = aggregate(subset(results, answered), entry.requests_per_month, subset(results, sent), default)
+    if resolved is not None and resolved[0] is not None:
+        base_agg = replace(base_agg, cost_per_resolved=per_resolved(base_list, answered, resolved[0]))
+        cand_agg = replace(cand_agg, cost_per_resolved=per_resolved(results, answered, resolved[1]))
+        notes.append(f"resolved (output passes the quality rule): {len(resolved[0] & answered)} → "
+                     f"{len(resolved[1] & answered)} of {len(answered)} requests")
+        if cand_agg.cost_per_resolved is None and "cost_per_resolved" in rules:
+            extra.append(Row("cost_per_resolved", _fmt(base_agg.cost_per_resolved), None, None, None,
+                             "a request resolved", "fail"))
+    notes += lever_notes(base_agg, cand_agg)
     same_env, differ = comparable(base.fingerprint, entry.fingerprint)
     noisy = {m for m, (_, is_noisy) in METRICS.items() if is_noisy}
     if (entry.pricing or {}).get("kind") == "gpu":
         noisy |= set(NOISY_COST)
-    not_comparable = set() if same_env else noisy
+    # with GPU pricing the cost per resolved request is time-priced too: shown, gated only in one environment
+    not_comparable = set() if same_env else noisy | ({"cost_per_resolved"} & noisy_cost(entry))
     if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
     pairs = _pairs(noisy & set(rules), base_results, results, answered) if noisy & set(rules) else {}
     return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs)
+
+
+def noisy_cost(entry: SuiteEntry) -> set[str]:
+    return {"cost_per_resolved"} if (entry.pricing or {}).get("kind") == "gpu" else set()
+
+
+def per_resolved(results: Any, ids: set[str] | None, done: set[str]) -> Fraction | None:
+    """Σ weight x cost over the requests (those in `ids` when given) / Σ weight over those resolved: what one
+    resolved request costs. None when no request resolved or a cost is missing."""
+    total, count = Fraction(0), Fraction(0)
+    for pid, weight, cost, error in zip(*(_column(results, n) for n in ("id", "weight", "cost", "error"))):
+        if (ids is not None and pid not in ids) or (ids is None and error is not None):
+            continue
+        if cost is None:
+            return None
+        total += Fraction(weight) * Fraction(cost)
+        if pid in done:
+            count += Fraction(weight)
+    return total / count if count else None
+
+
+def _share(value: Fraction | None) -> str:
+    from .report.numbers import metric_value
+
+    return "-" if value is None else metric_value("escalation_rate", Decimal(value.numerator) / value.denominator)
+
+
+def lever_notes(base: Any, cand: Any) -> list[str]:
+    """The cost levers in words: cache shares and the served-model mix, baseline → candidate."""
+    out = []
+    for metric, label in (("cacheable_prefix_share", "cacheable prefix (prefix_cache rule)"),
+                          ("cache_hit_ratio", "cache hit ratio (server-reported cached input tokens)")):
+        after = getattr(cand, metric)
+        before = getattr(base, metric) if base is not None else None
+        if after is None and before is None:
+            continue
+        shown = f"{_share(before)} → {_share(after)}" if base is not None else _share(after)
+        out.append(f"{label}: {shown} of input tokens")
+    models = sorted(set(cand.served) | set(base.served if base is not None else {}))
+    if models:
+        mix = ", ".join(f"{m} {_share((base.served or {}).get(m, Fraction(0)))} → {_share(cand.served.get(m, Fraction(0)))}"
+                        if base is not None else f"{m} {_share(cand.served[m])}" for m in models)
+        escalation = (f"; escalation {_share(base.escalation_rate)} → {_share(cand.escalation_rate)}"
+                      if base is not None else f"; escalation {_share(cand.escalation_rate)}") \
+            if cand.escalation_rate is not None else ""
+        out.append(f"served by: {mix}{escalation}")
+    return out
 
 
 def _pairs(noisy: set[str], base: Mapping[str, PromptResult], results: Sequence[PromptResult] | Records,

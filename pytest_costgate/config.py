@@ -87,6 +87,24 @@ class QualityRule:
 
 
 @dataclass(frozen=True)
+class PrefixCache:
+    """A provider's prompt-caching rule: prefixes of at least `min_tokens` are cached, in `block`-token steps."""
+
+    min_tokens: int = 1024
+    block: int = 128
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits that hold whatever the baseline says (None: no limit)."""
+
+    input_tokens_max: int | None = None
+    output_tokens_max: int | None = None
+    cost_per_request_max: Decimal | None = None
+    latency_p95_max: Decimal | None = None  # ms
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     name: str
     model: ModelSpec
@@ -104,6 +122,10 @@ class SuiteSpec:
     time_budget_s: Decimal | None = None
     replay: str = "full"  # full | changed (replay only prompts whose request changed since the baseline)
     shards: int = 1  # pytest items the suite's prompts are split into (spread over xdist workers)
+    routing_default: str | None = None  # a routed suite: the model requests should stay on
+    routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None  # routed: served name -> (model, pricing)
+    prefix_cache: PrefixCache | None = None
+    budgets: Budgets | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +150,10 @@ TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
                    "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s",
-                   "replay", "shards"})
+                   "replay", "shards", "routing", "prefix_cache", "budgets"})
 DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
-                      "replay", "shards"})
+                      "replay", "shards", "prefix_cache", "budgets"})
+BUDGETS = frozenset({"input_tokens_max", "output_tokens_max", "cost_per_request_max", "latency_p95_max"})
 
 
 def load_config(path: Path) -> Config:
@@ -364,6 +387,14 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
     rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
     mode, split = setting("replay"), setting("shards")
+    cache, limits = setting("prefix_cache"), setting("budgets")
+    routing = None
+    if "routing" in node:
+        routing = r.mapping(key + ("routing",), {"default"}, required=("default",))
+        default = r.string(key + ("routing", "default"))
+        if default not in models:
+            raise r.fail(key + ("routing", "default"), f"no model named '{default}' under models:."
+                         f"{did_you_mean(default, models)} A router reports which of the models: answered.")
     max_error_rate = r.number(err) if err else Decimal(0)
     if err and max_error_rate > 1:
         raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
@@ -382,5 +413,52 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         time_budget_s=r.number(budget, Decimal("0.001")) if budget else None,
         replay=r.string(mode, ("full", "changed")) if mode else "full",
         shards=int(r.number(split, Decimal(1), integer=True, maximum=Decimal(1024))) if split else 1,
+        routing_default=str(routing["default"]) if routing else None,
+        routes=routes_of(models) if routing else None,
+        prefix_cache=_prefix_cache(r, cache) if cache else None,
+        budgets=_budgets(r, limits) if limits else None,
         where=r.src.where(key),
     )
+
+
+def routes_of(models: Mapping[str, ModelSpec]) -> Mapping[str, tuple[str, TokenPrice | GpuPrice | None]]:
+    """What a router may answer with, to the models: entry that prices it: the entry's name, and the API model
+    id it sets (`model:` of an openai backend), which a server reports back (maybe as a dated snapshot,
+    'gpt-4o-mini-2024-07-18', matched in measure.route)."""
+    out: dict[str, tuple[str, TokenPrice | GpuPrice | None]] = {}
+    for name, spec in models.items():
+        api = spec.options.get("model")
+        if isinstance(api, str) and api and api not in models:
+            out.setdefault(api, (name, spec.pricing))
+    out.update({name: (name, spec.pricing) for name, spec in models.items()})
+    return MappingProxyType(out)
+
+
+def _prefix_cache(r: Reader, key: Key) -> PrefixCache:
+    node = r.mapping(key, {"min_tokens", "block"})
+    values = {k: int(r.number(key + (k,), Decimal(1), integer=True, maximum=Decimal(10**7))) for k in node}
+    return PrefixCache(**values)
+
+
+def _budgets(r: Reader, key: Key) -> Budgets:
+    node = r.mapping(key, BUDGETS)
+    values: dict[str, Any] = {}
+    for name in node:
+        raw = r.value(key + (name,))
+        text = str(raw).strip().replace(",", "") if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) \
+            else ""
+        unit = {"cost_per_request_max": "$", "latency_p95_max": "ms"}.get(name, "")
+        number = text.removeprefix("$") if unit == "$" else text.removesuffix("ms").strip() if unit == "ms" else text
+        try:
+            amount = Decimal(number)
+            if not amount.is_finite() or amount <= 0 or amount > Decimal(10**9):
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            example = {"$": "'$0.002'", "ms": "'800ms'"}.get(unit, "4000")
+            raise r.fail(key + (name,), f"{raw!r} is not a budget: write a positive number such as {example}.") from None
+        if unit == "$" and not text.startswith("$"):
+            raise r.fail(key + (name,), f"write money with a dollar sign, e.g. '${number}'.")
+        if not unit and amount != amount.to_integral_value():
+            raise r.fail(key + (name,), f"a token budget is a whole number of tokens, got {raw!r}.")
+        values[name] = int(amount) if not unit else amount
+    return Budgets(**values)

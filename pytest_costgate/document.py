@@ -55,10 +55,12 @@ class PromptResult:
     note: str | None = None
     request_hash: str | None = None  # what was sent (model, endpoint, params, rendered prompt), for reuse
     reused: bool = False  # copied from the baseline, not replayed: never in latency statistics
+    cacheable_tokens: int | None = None  # input tokens a prefix cache could serve (the suite's prefix_cache rule)
+    served_by: str | None = None  # the model a router sent the request to (routed suites)
 
 
 PROMPT_COLUMNS = tuple(f.name for f in fields(PromptResult))
-TEXT_COLUMNS = frozenset({"id", "output", "error", "note"})  # free text: what redaction looks at
+TEXT_COLUMNS = frozenset({"id", "output", "error", "note", "served_by"})  # free text: what redaction looks at
 _ROW = operator.attrgetter(*PROMPT_COLUMNS)
 
 
@@ -188,7 +190,8 @@ def _rows_of(records: Records) -> dict[str, Any]:
 
 
 METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",
-                 "output_tokens_total", "cost_per_request", "monthly_cost", "latency_p50", "latency_p95")
+                 "output_tokens_total", "cost_per_request", "monthly_cost", "latency_p50", "latency_p95",
+                 "cache_hit_ratio", "cacheable_prefix_share", "escalation_rate")
 COUNT_FIELDS = frozenset({"n", "errors", "input_tokens_total", "output_tokens_total"})
 
 
@@ -207,6 +210,9 @@ class Metrics:
     monthly_cost: Decimal | None = None
     latency_p50: Decimal | None = None
     latency_p95: Decimal | None = None
+    cache_hit_ratio: Decimal | None = None  # server-reported cached input tokens / input tokens
+    cacheable_prefix_share: Decimal | None = None  # input tokens a prefix cache could serve / input tokens
+    escalation_rate: Decimal | None = None  # share of requests a router sent past the suite's default model
 
     def value(self, metric: str) -> Decimal | None:
         value = getattr(self, metric, None)
@@ -293,6 +299,8 @@ class SuiteEntry:
     baseline_source: str | None = None
     template_files: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # path -> content hash
     attribution: Attribution | None = None  # a judged entry's cost change explained
+    default_model: str | None = None  # a routed suite's model requests should stay on (escalation_rate)
+    served: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # routed: model -> share of requests
 
     @property
     def requests_per_s(self) -> float | None:
@@ -316,6 +324,7 @@ class SuiteEntry:
         out: dict[str, Any] = {
             "model": self.model, "backend": self.backend, "mode": self.mode, "template_hash": self.template_hash,
             "template_files": dict(self.template_files),
+            "default_model": self.default_model, "served": dict(self.served),
             "prompt_set": dict(self.prompt_set), "tokenizer": self.tokenizer,
             "pricing": None if self.pricing is None else dict(self.pricing),
             "requests_per_month": None if self.requests_per_month is None else decimal_text(self.requests_per_month),

@@ -18,7 +18,7 @@ from .attribution import attribute
 from .backends import Request, create_backend
 from .compare import distinct, judge_suite, prompt_changes
 from .config import Config, SuiteSpec
-from .document import Document, PromptResult, Records, SuiteEntry
+from .document import Document, PromptResult, Records, SuiteEntry, decimal_text
 from .environment import environment
 from .incremental import model_identity, request_hash, split
 from .shards import shard_of
@@ -159,9 +159,30 @@ def judge_entry(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteE
     """A measured entry with its verdict and its comparison with the baseline entry."""
     results = entry.prompts if isinstance(entry.prompts, Records) else list(entry.prompts.values())
     verdict = judge_suite(config, spec, results, base, have_baseline, entry, dict(references))
+    where = prefix_moved(config, spec, entry, base)
+    if where:
+        from .cache_share import PREFIX_NOTE
+
+        verdict = replace(verdict, notes=(*verdict.notes, f"{PREFIX_NOTE} {where}"))
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash if base else None,
                    prompt_changes=prompt_changes(results, base.prompts if base else {}),
                    attribution=attribute(entry, base))
+
+
+
+
+def prefix_moved(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry | None) -> str | None:
+    """Where the shared prefix now ends, when the suite's cacheable prefix share fell since the baseline."""
+    if spec.prefix_cache is None or base is None or spec.template is None:
+        return None
+    before, after = base.metrics.cacheable_prefix_share, entry.metrics.cacheable_prefix_share
+    if before is None or after is None or after >= before:
+        return None
+    from .cache_share import prefix_end
+    from .render import _relative
+
+    prep = prepare(spec)
+    return prefix_end(spec.template, prep.rendered, lambda origin: _relative(origin, config.path.parent))
 
 
 def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bool, deadline: float | None = None,
@@ -195,7 +216,8 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
             load_s = time.perf_counter() - started
             try:
                 replayed, wall_s = replay(backend, requests, prep.counter, price, spec.warmup, spec.repeats,
-                                          suite_deadline(spec, started, deadline), progress)
+                                          suite_deadline(spec, started, deadline), progress,
+                                          routes=spec.routes if spec.routing_default else None)
                 fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
                 concurrency = max(1, int(getattr(backend, "concurrency", 1)))
             finally:
@@ -203,7 +225,38 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
         by_id = {r.id: replace(r, request_hash=hashes[r.id]) for r in replayed}
         by_id.update(reused)
         results = [by_id[r.id] for r in prep.prompt_set.records if r.id in by_id]
+        if spec.prefix_cache is not None:  # shared with any prompt of the suite, not only of this shard
+            shares = prefix_shares(spec, prep if keep is None else prepare(spec))
+            results = [replace(r, cacheable_tokens=shares.get(r.id)) for r in results]
+    if mode == "tokens-only" and spec.prefix_cache is not None:
+        results = with_prefix_shares(spec, results, prefix_shares(spec, prepare(spec)))
     return make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency), references
+
+
+def prefix_shares(spec: SuiteSpec, prep: Prepared) -> dict[str, int]:
+    """Each prompt's input tokens a prefix cache could serve under the suite's prefix_cache rule."""
+    from .cache_share import cacheable_tokens, token_ids
+
+    assert spec.prefix_cache is not None
+    tokens = token_ids(prep.counter, prep.rendered)
+    return dict(zip((r.id for r in prep.prompt_set.records), cacheable_tokens(tokens, spec.prefix_cache)))
+
+
+def with_prefix_shares(spec: SuiteSpec, records: Records, shares: Mapping[str, int]) -> Records:
+    """Tokens-only records with their cacheable tokens, and, when the pricing has a cached-input price, the
+    cost those tokens would have at it: the projected effect of the prompt layout, before any call."""
+    from .config import TokenPrice
+    from .pricing import request_cost
+
+    columns = dict(records.columns)
+    cacheable = [shares.get(pid) for pid in records.ids]
+    columns["cacheable_tokens"] = cacheable
+    price = spec.model.pricing
+    if isinstance(price, TokenPrice) and price.cached_input_per_1m is not None:
+        columns["cost"] = [request_cost(price, i, o, c, None) if i is not None and o is not None else cost
+                           for i, o, c, cost in zip(columns["input_tokens"], columns["output_tokens"], cacheable,
+                                                    columns["cost"])]
+    return Records(records.ids, columns)
 
 
 def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> float | None:
@@ -217,7 +270,7 @@ def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> f
 def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Records, mode: str,
                fingerprint: dict[str, str], load_s: float, wall_s: float, concurrency: int = 1) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
-    summary = aggregate(results, spec.requests_per_month)
+    summary = aggregate(results, spec.requests_per_month, default_model=spec.routing_default)
     records = results if isinstance(results, Records) else None
     measured = set(records.ids) if records is not None else {r.id for r in results}
     return SuiteEntry(
@@ -231,7 +284,9 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Re
         errors=tuple(distinct(e for e in (records.column("error") if records is not None else
                                           [r.error for r in results]) if e)),
         unmeasured=tuple(i for i in meta.ids if i not in measured),
-        repeats=spec.repeats, load_s=load_s, wall_s=wall_s, concurrency=concurrency)
+        repeats=spec.repeats, load_s=load_s, wall_s=wall_s, concurrency=concurrency,
+        default_model=spec.routing_default, served=MappingProxyType(
+            {name: decimal_text(share) for name, share in summary.served.items()}))
 
 
 def rejudge(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry, source: str,

@@ -48,7 +48,9 @@ class _Pacer:
 
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
            price: TokenPrice | GpuPrice | None, warmup: int = 0, repeats: int = 1,
-           deadline: float | None = None, progress: Progress | None = None) -> tuple[list[PromptResult], float]:
+           deadline: float | None = None, progress: Progress | None = None, *,
+           routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None
+           ) -> tuple[list[PromptResult], float]:
     """Replay (request, rendered_tokens, weight) after `warmup` discarded calls; returns records and wall seconds.
 
     A backend with `concurrency` N keeps N requests in flight (each timed on its own); one with
@@ -89,7 +91,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
         if deadline is not None and time.perf_counter() > deadline:
             break
     wall = time.perf_counter() - start
-    return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]))
+    return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]), routes)
             for r, n, w in requests if r.id in runs], wall
 
 
@@ -173,11 +175,38 @@ def _combine(runs: list[Completion]) -> Completion:
                    e2e_runs=tuple(c.e2e_ms for c in ok if c.e2e_ms is not None))
 
 
+def route(routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]], served: str
+          ) -> tuple[str, TokenPrice | GpuPrice | None] | None:
+    """The models: entry (name, pricing) a served model name belongs to: by exact name, else the longest known
+    id it is a dated snapshot of ('gpt-4o-mini-2024-07-18' -> 'gpt-4o-mini')."""
+    if served in routes:
+        return routes[served]
+    known = [name for name in routes if served.startswith(name + "-") and served[len(name) + 1:][:1].isdigit()]
+    return routes[max(known, key=len)] if known else None
+
+
 def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, counter: TokenCounter,
-                price: TokenPrice | GpuPrice | None, runs: int = 1) -> PromptResult:
-    """Turn a backend's Completion into a record; missing token counts come from the tokenizer."""
+                price: TokenPrice | GpuPrice | None, runs: int = 1,
+                routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None) -> PromptResult:
+    """Turn a backend's Completion into a record; missing token counts come from the tokenizer. In a routed
+    suite (`routes`: model name -> pricing) a request is priced as the model that answered it."""
     if done.error:
         return PromptResult(pid, weight, rendered, error=shorten(done.error, 500), e2e_ms=_finite(done.e2e_ms))
+    served = done.served_by if isinstance(done.served_by, str) else None
+    if routes is not None and served is None:
+        return PromptResult(pid, weight, rendered, e2e_ms=_finite(done.e2e_ms),
+                            error="routed suite: the response did not say which model answered it (a python "
+                                  "function returns {'text', 'model'}; a server sets the response's 'model')")
+    if routes is not None and served is not None:
+        found = route(routes, served)
+        if found is None:
+            return PromptResult(pid, weight, rendered, e2e_ms=_finite(done.e2e_ms), served_by=redact(served)[:200],
+                                error=shorten(f"served by model '{redact(served)[:80]}', which is not under models: "
+                                              "(by name or by its model: id); add it with its pricing so its "
+                                              "requests can be priced", 500))
+        served, price = found
+    elif routes is None:
+        served = None  # which model answered matters only to a routed suite
     text = done.text if isinstance(done.text, str) else str(done.text)
     source, note = done.token_source, done.note
     output_tokens, input_tokens = _count(done.output_tokens), _count(done.input_tokens)
@@ -204,7 +233,7 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
         cost=request_cost(price, input_tokens, output_tokens, cached, busy if busy is not None else e2e),
         output=redact(text)[:OUTPUT_KEEP], output_sha=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         runs=runs, e2e_runs=tuple(v for v in done.e2e_runs if _finite(v) is not None) if done.e2e_runs else None,
-        note=note,
+        note=note, served_by=None if served is None else redact(served)[:200],
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from decimal import Decimal
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .config import QualityRule
 from .document import PromptResult
@@ -48,3 +48,32 @@ def quality_rows(rule: QualityRule, results: Sequence[PromptResult], base: Mappi
             rows.append(Row(metric, None, f"{value:.3f}", None, None, f"min {(minimum * 100).normalize():f}%", status))
     return rows, [f"quality compared with the {source} outputs of {n} prompts: exact match {exact:.1%}, "
                   f"similarity {similarity:.3f}"]
+
+
+def resolved(rule: QualityRule, outputs: Mapping[str, str | None], expected: Mapping[str, str]) -> set[str]:
+    """The prompts whose output passes the rule on its own: equal to the expected output, or (with
+    `min_similarity`) at least that similar to it. A prompt with nothing to compare against is not resolved."""
+    done = set()
+    for pid, text in outputs.items():
+        want = expected.get(pid)
+        if text is None or want is None:
+            continue
+        if text == want or (rule.min_similarity is not None and Decimal(repr(round(difflib.SequenceMatcher(
+                None, text.split(), want.split(), autojunk=False).ratio(), 6))) >= rule.min_similarity):
+            done.add(pid)
+    return done
+
+
+def resolved_sets(rule: QualityRule, results: Any, base: Mapping[str, PromptResult] | None,
+                  references: Mapping[str, str]) -> tuple[set[str] | None, set[str]]:
+    """(the baseline's resolved prompts, the candidate's): against the references where given; else against
+    the baseline's outputs, which then resolve every prompt the baseline answered by definition."""
+    expected, source = expected_outputs(base or {}, references)
+    records = results.values() if isinstance(results, Mapping) else results
+    outputs = {r.id: r.output for r in records if r.error is None}
+    head = resolved(rule, outputs, expected)
+    if base is None:
+        return None, head
+    if source == "reference":
+        return resolved(rule, {i: r.output for i, r in base.items() if r.error is None}, references), head
+    return {i for i, r in base.items() if r.error is None and r.output is not None}, head

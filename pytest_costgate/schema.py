@@ -226,6 +226,8 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
         baseline_template_hash=r.hexhash(node.get("baseline_template_hash"), path + ("baseline_template_hash",)),
         baseline_source=r.text(node.get("baseline_source"), path + ("baseline_source",), limit=500),
         template_files=MappingProxyType(_files(node.get("template_files"), r, path + ("template_files",))),
+        default_model=r.text(node.get("default_model"), path + ("default_model",), limit=500),
+        served=MappingProxyType(_shares(node.get("served"), r, path + ("served",))),
         attribution=None if node.get("attribution") is None else _attribution(node["attribution"], r,
                                                                                   path + ("attribution",)),
     )
@@ -236,6 +238,17 @@ def _files(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
     if len(node) > 1000:
         raise r.fail(path, f"expected at most 1,000 template files, got {len(node):,}.")
     return {r.text(k, path, False, 1000) or "": r.hexhash(v, path + (k,)) or "" for k, v in node.items()}
+
+
+def _shares(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+    node = r.strings(value, path, 60)
+    if len(node) > 1000:
+        raise r.fail(path, f"expected at most 1,000 models, got {len(node):,}.")
+    for name, share in node.items():
+        number = r.decimal(share, path + (name,))
+        if number is not None and number > 1:
+            raise r.fail(path + (name,), f"expected a share from 0 to 1, got {share!r}.")
+    return node
 
 
 def _attribution(value: Any, r: _Reader, path: Path_) -> Attribution:
@@ -332,6 +345,8 @@ def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
         error=r.text(node.get("error"), path + ("error",)), note=r.text(node.get("note"), path + ("note",)),
         request_hash=r.hexhash(node.get("request_hash"), path + ("request_hash",)),
         reused=_flag(node.get("reused"), r, path + ("reused",)),
+        cacheable_tokens=count("cacheable_tokens"),
+        served_by=r.text(node.get("served_by"), path + ("served_by",), limit=500),
     )
 
 
@@ -455,6 +470,7 @@ _FAST: dict[str, tuple[Any, Any]] = {
     "output": (_texts(MAX_TEXT), None), "error": (_texts(10_000), None), "note": (_texts(10_000), None),
     "output_sha": (_hash, None), "request_hash": (_hash, None),
     "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: tuple(v is True for v in vs)),
+    "cacheable_tokens": (_ints(0, MAX_TOKENS), None), "served_by": (_texts(500), None),
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from .document import PromptResult, SuiteEntry
+from .document import PromptResult, SuiteEntry, decimal_text
 from .errors import CostgateError
 
 _SHARD = re.compile(r"^\s*([0-9]{1,4})\s*/\s*([0-9]{1,4})\s*$")
@@ -52,13 +52,14 @@ def join_parts(name: str, parts: Sequence[SuiteEntry], requests_per_month: objec
             raise CostgateError(f"suite '{name}': prompt '{sorted(overlap)[0]}' was measured by two parts; parts must "
                                 "be disjoint (the same shard twice?).")
         prompts.update(part.prompts)
-    summary = aggregate(list(prompts.values()), first.requests_per_month)
+    summary = aggregate(list(prompts.values()), first.requests_per_month, default_model=first.default_model)
     return replace(first, prompts=MappingProxyType(prompts), metrics=summary.metrics(),
                    latency=MappingProxyType(dict(summary.latency)),
                    errors=tuple(distinct(e for part in parts for e in part.errors)),
                    unmeasured=tuple(i for part in parts for i in part.unmeasured),
                    load_s=max(p.load_s for p in parts), wall_s=max(p.wall_s for p in parts),
                    template_files=MappingProxyType({k: v for p in parts for k, v in p.template_files.items()}),
+                   served=MappingProxyType({name: decimal_text(share) for name, share in summary.served.items()}),
                    verdict=None, prompt_changes=(), baseline_template_hash=None, attribution=None)
 
 

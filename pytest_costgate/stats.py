@@ -66,3 +66,40 @@ def decide(result: Paired, threshold: Threshold) -> tuple[bool, bool]:
         raise ValueError("a relative threshold needs a ratio estimate, an absolute one a difference")
     change = (result.estimate - 1) * 100 if result.relative else result.estimate
     return Decimal(repr(change)) > threshold.amount, result.worse
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """A p95 (or other quantile) of per-prompt values with a bootstrap interval over prompts."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def text(self) -> str:
+        return f"{self.estimate:,.1f} ms [{self.low:,.1f}, {self.high:,.1f}] over {self.n} prompts"
+
+
+def quantile_interval(values: Sequence[float], q: float = 0.95, resamples: int = RESAMPLES,
+                      confidence: float = CONFIDENCE) -> Percentile | None:
+    """The sample quantile (linear interpolation, as the reports' p95) and its bootstrap interval; None if < 2."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return None
+    rng = np.random.default_rng(SEED)
+    samples = np.quantile(v[rng.integers(0, len(v), size=(resamples, len(v)))], q, axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Percentile(float(np.quantile(v, q)), float(low), float(high), len(v))
+
+
+def budget_status(result: Percentile | None, budget: float) -> str:
+    """Over a budget only when the estimate exceeds it and the whole interval lies above it; an estimate
+    over it with an interval reaching below is inconclusive; an estimate within it passes."""
+    if result is None:
+        return "inconclusive"
+    if result.estimate <= budget:
+        return "pass"
+    return "fail" if result.low > budget else "inconclusive"

@@ -17,7 +17,12 @@ METRICS: dict[str, tuple[str, bool]] = {
     "latency_p50": ("ms", True),
     "latency_p95": ("ms", True),
     "error_rate": ("pp", False),
+    "cache_hit_ratio": ("pp-drop", False),  # a drop is the regression: thresholds are '-10%' (points)
+    "cacheable_prefix_share": ("pp-drop", False),
+    "escalation_rate": ("pp", False),
+    "cost_per_resolved": ("$", False),
 }
+DROP = frozenset(m for m, (unit, _) in METRICS.items() if unit == "pp-drop")
 LEVELS = ("warn", "fail")
 
 _SYNTAX = re.compile(r"^\+\s*(?P<dollar>\$)?\s*(?P<num>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9][0-9_]*(?:\.[0-9]+)?"
@@ -31,10 +36,12 @@ class Threshold:
     relative: bool
     amount: Decimal
     text: str
+    drop: bool = False  # the metric regresses by falling (cache share): the fall is what is limited
 
     def exceeded(self, base: Decimal | Fraction | None, delta: Decimal | Fraction) -> bool:
-        """True when the growth `delta` from `base` is strictly larger than allowed (compared exactly)."""
-        change, amount = Fraction(delta), Fraction(self.amount)
+        """True when the growth `delta` from `base` (for a drop metric: the fall) is strictly larger than allowed
+        (compared exactly)."""
+        change, amount = (-Fraction(delta) if self.drop else Fraction(delta)), Fraction(self.amount)
         if self.relative:
             if base is None or base == 0:
                 return change > 0
@@ -52,6 +59,8 @@ class MetricRule:
 
 def threshold_help(metric: str) -> str:
     unit = METRICS[metric][0]
+    if unit == "pp-drop":
+        return "write the largest fall allowed, in percentage points: '-10%'"
     absolute = {"$": "'+$200'", "tokens": "'+50'", "ms": "'+20ms'", "pp": "'+1%' (percentage points)"}[unit]
     if unit == "pp":
         return f"write {absolute}"
@@ -62,6 +71,12 @@ def parse_threshold(metric: str, value: object) -> Threshold:
     """Parse one threshold for `metric`; raises ValueError with the accepted syntax."""
     unit = METRICS[metric][0]
     text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    if unit == "pp-drop":
+        drop = re.fullmatch(r"-?\s*([0-9]{1,3}(?:\.[0-9]+)?)\s*%", text or "")
+        if not drop or Decimal(drop[1]) > 100:
+            raise ValueError(f"{value!r} is not a threshold: {threshold_help(metric)}")
+        amount = Decimal(drop[1])
+        return Threshold(relative=False, amount=amount / 100, text=f"-{amount}pp", drop=True)
     if text is not None and not text.startswith("+"):
         text = "+" + text
     match = _SYNTAX.match(text) if text else None

@@ -26,6 +26,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.stall_s = stall_s
         self.redirect_to = "http://127.0.0.1:9/v1/chat/completions"
+        self.cached_tokens = 0  # reported as usage.prompt_tokens_details.cached_tokens (at most prompt_tokens)
+        self.served: str | None = None  # the response's "model" (a router's pick); else the request's
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -146,6 +148,8 @@ class FakeOpenAI:
         usage: dict[str, Any] = {"prompt_tokens": 11 + len(json.dumps(body.get("messages", body.get("prompt")))) // 10,
                                  "completion_tokens": len(pieces), "total_tokens": 0,
                                  "prompt_tokens_details": {"cached_tokens": 0}}
+        usage["prompt_tokens_details"]["cached_tokens"] = min(self.cached_tokens, usage["prompt_tokens"])
+        body = {**body, "model": self.served or body.get("model")}
         if action == "usage-string":
             usage["completion_tokens"] = str(usage["completion_tokens"])
         if action == "usage-negative":

@@ -220,6 +220,8 @@ cells = {
     "error": usually(st.one_of(st.none(), st.text(max_size=5)), st.just([])), "note": st.none(),
     "request_hash": usually(st.sampled_from([None, "0123456789abcdef"]), st.just("nothex!")),
     "reused": usually(st.sampled_from([None, True, False]), st.just(1)),
+    "cacheable_tokens": usually(st.one_of(st.none(), st.integers(min_value=0, max_value=200)), st.just(-3)),
+    "served_by": usually(st.sampled_from([None, "gpt-4o-mini", "gpt-4o"]), st.sampled_from([3, "x" * 501])),
 }
 
 

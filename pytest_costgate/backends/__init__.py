@@ -48,6 +48,7 @@ class Completion:
     e2e_runs: tuple[float, ...] | None = None  # set by measure when a prompt was replayed several times
     error: str | None = None
     note: str | None = None  # something the user should know about this answer (e.g. server usage ignored)
+    served_by: str | None = None  # the model that answered (a router's choice; OpenAI's response 'model')
 
 
 class Backend(Protocol):

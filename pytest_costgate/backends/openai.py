@@ -1,6 +1,8 @@
 """Any OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, Ollama, OpenAI), streamed for TTFT."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import math
 import os
@@ -297,6 +299,7 @@ class OpenAIBackend:
         text: list[str] = []
         ttft = None
         usage: dict[str, Any] | None = None
+        served: str | None = None
         done = False
         try:
             for chunk in stream_chunks(self._lines(response, start)):
@@ -308,6 +311,8 @@ class OpenAIBackend:
                     text.append(piece)
                 if isinstance(chunk.get("usage"), dict):
                     usage = chunk["usage"]
+                if isinstance(chunk.get("model"), str):
+                    served = chunk["model"]
         except TruncatedStream:
             if not done:
                 self._drop_connections()
@@ -320,7 +325,7 @@ class OpenAIBackend:
             raise _Retryable(f"{self.shown_url}: the stream stalled for more than {self.timeout[1]:g}s "
                              "(timeout_s)") from None
         e2e = (time.perf_counter() - start) * 1000
-        return completion("".join(text), usage, ttft, e2e)
+        return replace(completion("".join(text), usage, ttft, e2e), served_by=_model_name(served))
 
     def _read_body(self, response: requests.Response, start: float) -> bytes:
         body = b""
@@ -345,7 +350,7 @@ class OpenAIBackend:
         if payload.get("error"):
             raise BackendError(f"{self.shown_url}: server error: {shorten(error_message(payload), 300)}")
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        return completion(chunk_text(payload), usage, e2e, e2e)
+        return replace(completion(chunk_text(payload), usage, e2e, e2e), served_by=_model_name(payload.get("model")))
 
     def _http_error(self, response: requests.Response) -> Exception:
         try:
@@ -376,6 +381,11 @@ def completion(text: str, usage: dict[str, Any] | None, ttft: float | None, e2e:
     cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
     return Completion(text=text, ttft_ms=ttft, e2e_ms=e2e, token_source="usage", input_tokens=prompt,
                       output_tokens=output, cached_tokens=None if cached is None else min(cached, prompt))
+
+
+def _model_name(value: Any) -> str | None:
+    """The response's 'model' (which model answered, e.g. behind a router): server text, kept short."""
+    return value[:200] if isinstance(value, str) and value.strip() else None
 
 
 def _count(value: Any) -> int | None:

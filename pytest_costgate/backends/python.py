@@ -12,7 +12,8 @@ from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
 
 
 class PythonBackend:
-    """Calls `function(prompt, params)`; it returns text or {"text", "input_tokens", "output_tokens"}."""
+    """Calls `function(prompt, params)`; it returns text or {"text", "input_tokens", "output_tokens",
+    "cached_tokens", "model"} ('model': which model a router sent it to)."""
 
     OPTIONS: ClassVar[frozenset[str]] = frozenset({"function", "path"}) | CONCURRENCY_OPTIONS
 
@@ -64,7 +65,11 @@ class PythonBackend:
                               f"{type(result).__name__}")
         counts = {k: result.get(k) for k in ("input_tokens", "output_tokens")}
         engine = all(isinstance(v, int) for v in counts.values())
+        model = result.get("model")  # a router says which model answered
         return Completion(text=result["text"], e2e_ms=e2e, ttft_ms=result.get("ttft_ms"),
                           input_tokens=counts["input_tokens"] if engine else None,
                           output_tokens=counts["output_tokens"] if engine else None,
-                          token_source="engine" if engine else "tokenizer")
+                          token_source="engine" if engine else "tokenizer",
+                          cached_tokens=result.get("cached_tokens") if isinstance(result.get("cached_tokens"), int)
+                          else None,
+                          served_by=model[:200] if isinstance(model, str) and model else None)

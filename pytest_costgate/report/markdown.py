@@ -12,13 +12,14 @@ import jinja2
 
 from .. import __version__
 from ..attribution import price_change_text
+from ..cache_share import PREFIX_NOTE
 from ..document import Attribution, Document, SuiteEntry, Summary
 from ..errors import TemplateError
 from ..verdict import Row
 from ..escape import markdown_cell as cell
 from ..redact import redact
 from ..watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
-from .numbers import (count, metric_delta, metric_pair, money, money_pair, percent, signed_money,
+from .numbers import (SHARES, count, metric_delta, metric_pair, money, money_pair, percent, signed_money,
                       signed_tokens, to_decimal, tokens)
 
 MARKER_PREFIX = "<!-- costgate-comment"
@@ -62,7 +63,11 @@ LABEL = {"input_tokens_mean": "input tokens", "output_tokens_mean": "output toke
          "cost per request", "monthly_cost": "monthly cost", "latency_p50": "latency p50", "latency_p95":
          "latency p95", "error_rate": "error rate", "input_tokens_total": "input tokens in total",
          "output_tokens_total": "output tokens in total", "quality_exact_match": "exact match",
-         "quality_similarity": "output similarity", "time_budget": "time budget"}
+         "quality_similarity": "output similarity", "time_budget": "time budget",
+         "cache_hit_ratio": "cache hit ratio", "cacheable_prefix_share": "cacheable prefix",
+         "escalation_rate": "escalation rate", "cost_per_resolved": "cost per resolved request",
+         "input_tokens_max": "input tokens budget", "output_tokens_max": "output tokens budget",
+         "cost_per_request_max": "cost per request budget", "latency_p95_max": "latency p95 budget"}
 
 
 def _price_changes(before: Mapping[str, str] | None, after: Mapping[str, str] | None, esc: Any = cell) -> str:
@@ -77,9 +82,12 @@ def _plain(text: object, limit: int = 200) -> str:
 def _metric_change(row: Row, esc: Any = cell) -> str:
     """'input tokens +8/request (+22.2%)', 'latency p95 +35.1 ms (+12.0%)', 'error rate 0% → 8.3%'."""
     label = LABEL.get(row.metric, esc(row.metric))
-    if row.metric in ("error_rate",) or row.metric.startswith("quality") or row.delta is None:
+    if row.metric in SHARES or row.metric.startswith("quality") or row.delta is None:
         base, head = metric_pair(row.metric, row.baseline, row.candidate)
-        return f"{label} {base} → {head}" if row.baseline is not None else f"{label} {head} ({esc(row.threshold)})"
+        shown = f"{label} {base} → {head}" if row.baseline is not None else f"{label} {head} ({esc(row.threshold)})"
+        if row.interval and row.metric.endswith("_max"):
+            shown += f", measured {esc(row.interval, 80)}"
+        return shown
     pct = percent(row.delta, row.baseline)
     change = metric_delta(row.metric, row.delta)
     if row.metric.endswith("_tokens_mean"):
@@ -88,6 +96,14 @@ def _metric_change(row: Row, esc: Any = cell) -> str:
     if row.interval:
         shown += f", paired {esc(row.interval, 80)}"
     return shown
+
+
+def _cache_change(row: Row, verdict: Any, esc: Any = cell) -> str:
+    """'cacheable prefix 93.5% → 0%: the shared prefix now ends at line 1 of templates/support.j2'."""
+    moved = next((n for n in verdict.notes if n.startswith(PREFIX_NOTE)), None)
+    where = moved.replace("the prefix every prompt shares", "the shared prefix") if moved else None
+    return _metric_change(row, esc) + (f": {esc(where, 200)}" if where and row.metric == "cacheable_prefix_share"
+                                       else "")
 
 
 def _cause(a: Attribution | None, esc: Any = cell, name: Any = code) -> str:
@@ -123,13 +139,23 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
     cost_rows = [r for r in breached if r.metric in ("cost_per_request", "monthly_cost")]
     other = [r for r in breached if r not in tokens_rows and r not in cost_rows
              and r.metric not in ("input_tokens_total", "output_tokens_total")]
-    if cost_rows and not tokens_rows and a is not None and a.usage:
+    # a lever that moved the cost: less input served from cache, more requests sent to a dearer model
+    levers = [r for r in verdict.rows if (r.metric in ("cacheable_prefix_share", "cache_hit_ratio")
+                                          and (to_decimal(r.delta) or 0) < 0)
+              or (r.metric == "escalation_rate" and (to_decimal(r.delta) or 0) > 0)]
+    clauses = []
+    if cost_rows and not tokens_rows and levers:
+        other = [r for r in other if r not in levers]
+        clauses.append(_metric_change(cost_rows[0], esc) + " as "
+                       + " and ".join(_cache_change(r, verdict, esc) for r in levers[:2]))
+    elif cost_rows and not tokens_rows and a is not None and a.usage:
         # the cost moved with usage: say which tokens moved most
         moved = [r for r in verdict.rows if r.metric in ("input_tokens_mean", "output_tokens_mean")
                  and r.delta not in (None, "0")]
         tokens_rows = sorted(moved, key=lambda r: -abs(to_decimal(r.delta_pct) or 0))[:1]
-    clauses = []
-    if tokens_rows:
+    if clauses:
+        pass  # said above
+    elif tokens_rows:
         clauses.append(" and ".join(_metric_change(r, esc) for r in tokens_rows) + _cause(a, esc, name))
     elif cost_rows and a is not None and not a.price and not a.volume:
         clauses.append(_metric_change(cost_rows[0], esc) + _cause(a, esc, name))
@@ -139,7 +165,8 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
     if a is not None and a.volume and a.base_requests_per_month is not None:
         clauses.append(f"traffic {count(a.base_requests_per_month)} → {count(entry.requests_per_month)} "
                        f"requests/month: {signed_money(a.volume)}/month")
-    clauses += [_metric_change(r, esc) for r in other]
+    clauses += [_cache_change(r, verdict, esc) if r.metric == "cacheable_prefix_share" else _metric_change(r, esc)
+                for r in other]
     if not clauses and cost_rows:
         clauses.append(_metric_change(cost_rows[0], esc) + _cause(a, esc, name))
     return "; ".join(clauses) or None

@@ -115,6 +115,9 @@ def count(value: Any) -> str:
     return DASH if amount is None else f"{_round(amount, 0):,.0f}"
 
 
+SHARES = frozenset({"error_rate", "cache_hit_ratio", "cacheable_prefix_share", "escalation_rate"})
+
+
 def metric_value(metric: str, value: Any) -> str:
     """A verdict row's value in its unit: money per 1k requests, monthly dollars, tokens, ms or a share."""
     amount = to_decimal(value)
@@ -122,26 +125,31 @@ def metric_value(metric: str, value: Any) -> str:
         return DASH
     if metric == "cost_per_request":
         return money(amount * 1000) + " / 1k req"
+    if metric == "cost_per_resolved":
+        return money(amount * 1000) + " / 1k resolved"
+    if metric == "cost_per_request_max":
+        return money(amount) + " / req"
     if metric == "monthly_cost":
         return money(amount, 2)
     if metric.endswith("_tokens_mean"):
         return tokens(amount)
-    if metric.endswith("_tokens_total") or metric in ("n", "errors"):
+    if metric.endswith("_tokens_total") or metric.endswith("_tokens_max") or metric in ("n", "errors"):
         return count(amount)
     if metric.startswith("latency") or metric.endswith("_ms"):
         return f"{tokens(amount)} ms"
-    if metric in ("error_rate",) or metric.startswith("quality"):
+    if metric in SHARES or metric.startswith("quality"):
         return f"{tokens(amount * 100)}%"
     return tokens(amount, 4)
 
 
 def metric_pair(metric: str, base: Any, head: Any) -> tuple[str, str]:
     """A row's baseline and candidate, distinguishable when they differ."""
-    if metric == "cost_per_request":
+    if metric in ("cost_per_request", "cost_per_resolved"):
         b, h = to_decimal(base), to_decimal(head)
         if b is not None and h is not None:
             pb, ph = money_pair(b * 1000, h * 1000)
-            return pb + " / 1k req", ph + " / 1k req"
+            unit = " / 1k req" if metric == "cost_per_request" else " / 1k resolved"
+            return pb + unit, ph + unit
     return metric_value(metric, base), metric_value(metric, head)
 
 
@@ -151,7 +159,12 @@ def metric_delta(metric: str, delta: Any) -> str:
         return DASH
     if metric == "cost_per_request":
         return signed_money(amount * 1000) + " / 1k req"
+    if metric == "cost_per_resolved":
+        return signed_money(amount * 1000) + " / 1k resolved"
     if metric == "monthly_cost":
         return signed_money(amount)
+    if metric in SHARES:  # a change of a share is in percentage points
+        text = tokens(amount * 100)
+        return (text if text.startswith("-") else "+" + text) + " pp"
     text = metric_value(metric, amount)
     return text if text.startswith("-") else "+" + text

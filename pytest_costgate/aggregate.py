@@ -133,12 +133,14 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
             timed = [i for i, reused in enumerate(_column(results, "reused")) if not reused]
         latency[name] = stats(values[i] for i in timed)  # type: ignore[union-attr]
     e2e = latency["e2e_ms"]
+    # A share of the input never exceeds it: cached or cacheable counts above a request's input tokens (another
+    # tokenizer's count, an edited file) count as its whole input.
     cached = _column(results, "cached_tokens")
     cache_hit = None if list(cached).count(None) == len(cached) else \
-        _share(weights, [c or 0 for c in cached], inputs, unit)
+        _share(weights, [min(c or 0, i) for c, i in zip(cached, inputs)], inputs, unit)
     cacheable = _column(results, "cacheable_tokens")
     prefix = None if list(cacheable).count(None) == len(cacheable) else \
-        _share(weights, [c or 0 for c in cacheable], inputs, unit)
+        _share(weights, [min(c or 0, i) for c, i in zip(cacheable, inputs)], inputs, unit)
     served: dict[str, Fraction] = {}
     escalation = None
     if default_model is not None:  # a routed suite: the mix of models that answered, by weight

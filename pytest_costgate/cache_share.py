@@ -89,38 +89,62 @@ def _common_text(texts: Sequence[str]) -> str:
     return low[:n]
 
 
-def _line_in(source: str, shared: str) -> int | None:
-    """The line of a template source where rendered text stops being shared by every prompt, when the shared
-    text is the source's leading literal text (the usual case: a variable moved up); else None."""
-    literal = re.split(r"\{[{%#]", source, maxsplit=1)[0]
-    if literal.startswith(shared):
-        offset = len(shared)
-    elif shared.startswith(literal):  # the first variable renders alike in every prompt: it ends there or later
-        offset = len(literal)
-    else:
-        return None
-    return source[:offset].count("\n") + 1
+_TAG = re.compile(r"\{[{%#]")
+_INCLUDE = re.compile(r"""\{%-?\s*include\s+(["'])([^"']+)\1\s*-?%\}""")
+
+
+def _locate(path: Path, shared: str, shown: Any, depth: int = 0) -> str | int | None:
+    """Where in the template file `path` (following literal includes) the rendered text stops being `shared`:
+    'line N of FILE'; or, when the whole file renders to a prefix of it, how many characters it covered; None
+    when the text doesn't follow the file's literal text (a variable came first and rendered alike)."""
+    source = _read(path)
+    source = source[:-1] if source.endswith("\n") else source  # Jinja drops a template's last newline
+    pos = used = 0
+    while True:
+        tag = _TAG.search(source, pos)
+        literal = source[pos:tag.start() if tag else len(source)]
+        rest = shared[used:]
+        if len(rest) < len(literal) and literal.startswith(rest):  # it ends within this literal text
+            end = pos + len(rest)
+            return f"line {source[:end].count(chr(10)) + 1} of {shown(str(path))}"
+        if not rest.startswith(literal):
+            return None
+        used += len(literal)
+        if tag is None:
+            return used
+        include = _INCLUDE.match(source, tag.start())
+        if include is None or depth > 10:  # a variable or a block: the prompts differ from here on
+            return f"line {source[:tag.start()].count(chr(10)) + 1} of {shown(str(path))}"
+        inner = _locate(path.parent / include[2], shared[used:], shown, depth + 1)
+        if not isinstance(inner, int):
+            return inner
+        used += inner
+        pos = include.end()
 
 
 def prefix_end(template: Any, rendered: Sequence[Any], shown: Any) -> str | None:
-    """Where the prompts' shared prefix now ends, for a note: 'line 1 of templates/support.j2' (a template file)
-    or 'in the user message'. `shown(path)` is how a template path is named in reports. None when unclear."""
+    """Where the prompts' shared prefix now ends, for a note: 'line 1 of templates/support.j2' (in the file the
+    text comes from, following literal includes) or 'line 1 of the user message (...)'. `shown(path)` is how a
+    template path is named in reports. None when unclear."""
     if not rendered:
         return None
     if template.text is not None:
         if not all(isinstance(p, str) for p in rendered):
             return None
-        line = _line_in(_read(template.text), _common_text(rendered))
-        return None if line is None else f"line {line} of {shown(str(template.text))}"
-    if not all(isinstance(p, list) for p in rendered):
+        found = _locate(Path(template.text), _common_text(rendered), shown)
+        return found if isinstance(found, str) else None
+    if not all(isinstance(p, (list, tuple)) for p in rendered):
         return None
     for index, (role, source, origin) in enumerate(template.chat):
         contents = [str(p[index].get("content", "")) if index < len(p) else "" for p in rendered]
         if len(set(contents)) == 1:
             continue  # this message is the same in every prompt: the shared prefix goes on past it
-        line = _line_in(source, _common_text(contents))
+        literal = _TAG.split(source, maxsplit=1)[0]
+        shared = _common_text(contents)
         where = shown(origin)
-        return f"line {line} of {where}" if line is not None else f"in the {role} message ({where})"
+        if literal.startswith(shared) or shared.startswith(literal):
+            return f"line {source[:min(len(shared), len(literal))].count(chr(10)) + 1} of the {role} message ({where})"
+        return f"the {role} message ({where})"
     return None
 
 

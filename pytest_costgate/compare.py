@@ -5,10 +5,11 @@ prompts both sides sent. A server that died half-way therefore shows as errors, 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from .aggregate import aggregate, subset
 from .attribution import changed_files_text, price_change_text
@@ -78,12 +79,13 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
         notes += lever_notes(None, alone)
         return SuiteVerdict(status="fail" if any(r.status == "fail" for r in extra) else status, rows=tuple(extra),
                             notes=tuple(notes))
-    return compare_suite(base, results, entry, spec.thresholds, extra, notes, resolved)
+    return compare_suite(base, results, entry, spec.thresholds, extra, notes, resolved, spec.calibration_max_factor)
 
 
 def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: SuiteEntry,
                   rules: Mapping[str, MetricRule], extra: list[Row], notes: list[str],
-                  resolved: tuple[set[str] | None, set[str]] | None = None) -> SuiteVerdict:
+                  resolved: tuple[set[str] | None, set[str]] | None = None,
+                  max_factor: Decimal | None = None) -> SuiteVerdict:
     """Judge a suite entry against its baseline entry over the prompts both have. `resolved`: the baseline's and
     the candidate's prompts whose output passes the quality rule (for cost_per_resolved)."""
     base_results = base.prompts
@@ -115,9 +117,12 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
         cand_agg = replace(cand_agg, cost_per_resolved=per_resolved(results, answered, resolved[1]))
         notes.append(f"resolved (output passes the quality rule): {len(resolved[0] & answered)} → "
                      f"{len(resolved[1] & answered)} of {len(answered)} requests")
-        if cand_agg.cost_per_resolved is None and "cost_per_resolved" in rules:
+        if not resolved[1] & answered and resolved[0] & answered and "cost_per_resolved" in rules:
             extra.append(Row("cost_per_resolved", _fmt(base_agg.cost_per_resolved), None, None, None,
                              "a request resolved", "fail"))
+        elif any(c is None for side in (base_list, results) for pid, c in zip(_column(side, "id"), _column(side, "cost"))
+                 if pid in answered):
+            notes.append("cost per resolved request not computed: a request has no cost (no pricing for it)")
     notes += lever_notes(base_agg, cand_agg)
     same_env, differ = comparable(base.fingerprint, entry.fingerprint)
     noisy = {m for m, (_, is_noisy) in METRICS.items() if is_noisy}
@@ -128,8 +133,77 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
     if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
-    pairs = _pairs(noisy & set(rules), base_results, results, answered) if noisy & set(rules) else {}
-    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs)
+    gated = noisy & set(rules) - not_comparable
+    noise: dict[str, Any] = {}
+    if gated and entry.mode == "replay":
+        noise, note, apart = runner_noise(base, entry, results, max_factor)
+        if note:
+            notes.append(note)
+        if apart:
+            not_comparable |= noisy
+    pricing = entry.pricing or {}
+    timed = {"latency_p50", "latency_p95"} | (set(NOISY_COST) if pricing.get("kind") == "gpu" and not (
+        pricing.get("mode") == "configured" and pricing.get("latency_s")) else set())  # values that are times
+    pairs = _pairs(noisy & set(rules), base_results, results, answered, timed,
+                   noise.get("speed")) if noisy & set(rules) else {}
+    noise.pop("speed", None)  # carried by the pairs themselves
+    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs, noise)
+
+
+TRUST = 0.5  # how much of the speed shift it measures the calibration is trusted to remove (see calibration.py)
+
+
+def runner_noise(base: SuiteEntry, entry: SuiteEntry, results: Any, max_factor: Decimal | None
+                 ) -> tuple[dict[str, Any], str | None, bool]:
+    """What the paired rule must allow for beyond the prompts' own spread, a note saying it, and whether the
+    runners differ too much to compare.
+
+    With calibration on both sides: the head's times are divided by the runner's speed factor f ("speed",
+    applied by _pairs), and the run-level uncertainty that remains is the factor's own (its bootstrap) plus
+    (1 - TRUST) x |log f|: the further the runner was from the baseline's speed, the less a correction can be
+    trusted. The baseline's rounds (repeats > 1) give a run-to-run spread too; the larger of the two counts."""
+    from .calibration import speed
+
+    parts: list[float] = []
+    note = None
+    noise: dict[str, Any] = {}
+    if max_factor is not None and base.calibration is not None and entry.calibration is not None \
+            and base.calibration.workload == entry.calibration.workload:
+        found = speed(base.calibration.ms, entry.calibration.ms)
+        if found is not None:
+            bound = float(max_factor)
+            if found.low > bound or found.high < 1 / bound:  # surely another kind of runner, not noise
+                return {}, (f"{found.text()}: outside calibration max_factor {max_factor}, so latency is not "
+                            "comparable with the baseline (another kind of runner? re-record the baseline)"), True
+            own = (math.log(found.high) - math.log(found.low)) / (2 * 1.96)
+            parts.append(math.hypot(own, (1 - TRUST) * abs(math.log(found.factor))))
+            noise["speed"] = found
+            note = f"{found.text()} (calibration: head latencies divided by the factor; the interval allows for it)"
+    spread = round_spread(base.prompts) if base.repeats > 1 else None  # rounds, not a live replay's pair of runs
+    if spread is not None:
+        sd, rounds = spread
+        heads = [r for r in _column(results, "runs") if r]
+        parts.append(sd * math.sqrt(1 / rounds + 1 / (max(1, min(heads)) if heads else 1)))
+        note = ((note + "; ") if note else "") + (f"the baseline's {rounds} rounds differ by {sd:.1%} run to run: "
+                                                  "the latency interval allows for it")
+    if parts:
+        noise["run_sd"] = max(parts)
+    return noise, note, False
+
+
+def round_spread(base: Any) -> tuple[float, int] | None:
+    """(standard deviation of a whole round's mean log latency, rounds) over the baseline's prompts that ran
+    every round; None with fewer than 2 rounds."""
+    runs = [r for r, reused in zip(_column(base, "e2e_runs"), _column(base, "reused")) if r and not reused]
+    if not runs:
+        return None
+    rounds = max(len(r) for r in runs)
+    full = [r for r in runs if len(r) == rounds and all(v > 0 for v in r)]
+    if rounds < 2 or len(full) < 2:
+        return None
+    means = [math.fsum(math.log(r[k]) for r in full) / len(full) for k in range(rounds)]
+    centre = math.fsum(means) / rounds
+    return math.sqrt(math.fsum((m - centre) ** 2 for m in means) / (rounds - 1)), rounds
 
 
 def noisy_cost(entry: SuiteEntry) -> set[str]:
@@ -180,8 +254,10 @@ def lever_notes(base: Any, cand: Any) -> list[str]:
 
 
 def _pairs(noisy: set[str], base: Mapping[str, PromptResult], results: Sequence[PromptResult] | Records,
-           common: set[str]) -> dict[str, tuple[list[float], list[float]]]:
-    """Per-prompt values of each noisy metric, base and head in the same prompt order."""
+           common: set[str], calibrated: Collection[str] = (), speed: Any = None
+           ) -> dict[str, tuple[list[float], list[float]]]:
+    """Per-prompt values of each noisy metric, base and head in the same prompt order. Metrics in `calibrated`
+    (measured times): head values divided by the runner's `speed` factor (calibration.Speed)."""
     head_ids = _column(results, "id")
     reused = dict(zip(head_ids, _column(results, "reused")))
     ids = sorted(i for i in common if not reused[i])  # a reused record was not timed now
@@ -192,6 +268,8 @@ def _pairs(noisy: set[str], base: Mapping[str, PromptResult], results: Sequence[
         head = dict(zip(head_ids, _column(results, name)))
         old = dict(zip(base, _column(base, name)))
         values = [(old[i], head[i]) for i in ids]
+        if metric in calibrated and speed is not None:  # head times at the baseline runner's speed
+            values = [(b, None if h is None else float(h) / speed.factor) for b, h in values]
         pairs = [(float(b), float(h)) for b, h in values if b is not None and h is not None]
         out[metric] = ([b for b, _ in pairs], [h for _, h in pairs])
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -126,6 +126,7 @@ class SuiteSpec:
     routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None  # routed: served name -> (model, pricing)
     prefix_cache: PrefixCache | None = None
     budgets: Budgets | None = None
+    calibration_max_factor: Decimal | None = None  # machine-speed calibration on (the bound), None: off
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,9 @@ TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
                    "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s",
-                   "replay", "shards", "routing", "prefix_cache", "budgets"})
+                   "replay", "shards", "routing", "prefix_cache", "budgets", "calibration"})
 DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
-                      "replay", "shards", "prefix_cache", "budgets"})
+                      "replay", "shards", "prefix_cache", "budgets", "calibration"})
 BUDGETS = frozenset({"input_tokens_max", "output_tokens_max", "cost_per_request_max", "latency_p95_max"})
 
 
@@ -387,7 +388,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
     err, warm, tok = setting("max_error_rate"), setting("warmup"), setting("tokens_only")
     rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
     mode, split = setting("replay"), setting("shards")
-    cache, limits = setting("prefix_cache"), setting("budgets")
+    cache, limits, probe = setting("prefix_cache"), setting("budgets"), setting("calibration")
     routing = None
     if "routing" in node:
         routing = r.mapping(key + ("routing",), {"default"}, required=("default",))
@@ -395,6 +396,13 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         if default not in models:
             raise r.fail(key + ("routing", "default"), f"no model named '{default}' under models:."
                          f"{did_you_mean(default, models)} A router reports which of the models: answered.")
+    own = node.get("thresholds")
+    for metric, lever, needs in (("cacheable_prefix_share", cache, "prefix_cache: {min_tokens: 1024, block: 128}"),
+                                 ("escalation_rate", routing, "routing: {default: MODEL}"),
+                                 ("cost_per_resolved", qual, "a quality: rule (and references, or a baseline)")):
+        if isinstance(own, dict) and own.get(metric) not in (None, "off", False) and not lever:
+            raise r.fail(key + ("thresholds", metric), f"{metric} needs {needs} in this suite or in defaults; "
+                         "without it there is nothing to gate.")
     max_error_rate = r.number(err) if err else Decimal(0)
     if err and max_error_rate > 1:
         raise r.fail(err, f"expected a fraction between 0 and 1 (0.02 allows 2% failed requests), got {max_error_rate}.")
@@ -416,7 +424,9 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         routing_default=str(routing["default"]) if routing else None,
         routes=routes_of(models) if routing else None,
         prefix_cache=_prefix_cache(r, cache) if cache else None,
-        budgets=_budgets(r, limits) if limits else None,
+        budgets=_merged_budgets(r, key, node, defaults) if limits else None,
+        calibration_max_factor=_calibration(r, probe) if probe else
+        (DEFAULT_MAX_FACTOR if models[model].backend in CALIBRATED else None),
         where=r.src.where(key),
     )
 
@@ -434,10 +444,35 @@ def routes_of(models: Mapping[str, ModelSpec]) -> Mapping[str, tuple[str, TokenP
     return MappingProxyType(out)
 
 
+CALIBRATED = ("onnx", "genai")  # models computed on this machine: its speed is theirs (not a server's, not a sleep's)
+DEFAULT_MAX_FACTOR = Decimal("1.25")
+
+
+def _calibration(r: Reader, key: Key) -> Decimal | None:
+    """`calibration: off`, `on`, or `{max_factor: 1.25}` (runner speed differing more: latency not comparable)."""
+    value = r.value(key)
+    if value is False or value == "off":
+        return None
+    if value is True or value == "on":
+        return DEFAULT_MAX_FACTOR
+    r.mapping(key, {"max_factor"}, required=("max_factor",))
+    return r.number(key + ("max_factor",), Decimal("1.01"), maximum=Decimal(10))
+
+
 def _prefix_cache(r: Reader, key: Key) -> PrefixCache:
     node = r.mapping(key, {"min_tokens", "block"})
     values = {k: int(r.number(key + (k,), Decimal(1), integer=True, maximum=Decimal(10**7))) for k in node}
     return PrefixCache(**values)
+
+
+def _merged_budgets(r: Reader, key: Key, node: Mapping[str, Any], defaults: Mapping[str, Any]) -> Budgets:
+    """The defaults' budgets with the suite's on top, limit by limit (as thresholds merge)."""
+    merged = Budgets()
+    for where in ((("defaults", "budgets"),) if "budgets" in defaults else ()) + \
+            ((key + ("budgets",),) if "budgets" in node else ()):
+        own = _budgets(r, where)
+        merged = replace(merged, **{f: getattr(own, f) for f in BUDGETS if getattr(own, f) is not None})
+    return merged
 
 
 def _budgets(r: Reader, key: Key) -> Budgets:

@@ -271,6 +271,14 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Timings (ms) of the fixed machine-speed workload (calibration.WORKLOAD), interleaved with the prompts."""
+
+    workload: str
+    ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class SuiteEntry:
     """One suite of a document: what was measured, where, with which templates and prices, and (in a
     report) how it was judged."""
@@ -301,6 +309,7 @@ class SuiteEntry:
     attribution: Attribution | None = None  # a judged entry's cost change explained
     default_model: str | None = None  # a routed suite's model requests should stay on (escalation_rate)
     served: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # routed: model -> share of requests
+    calibration: Calibration | None = None  # machine-speed probe timings taken during the replay
 
     @property
     def requests_per_s(self) -> float | None:
@@ -325,6 +334,8 @@ class SuiteEntry:
             "model": self.model, "backend": self.backend, "mode": self.mode, "template_hash": self.template_hash,
             "template_files": dict(self.template_files),
             "default_model": self.default_model, "served": dict(self.served),
+            "calibration": None if self.calibration is None else {"workload": self.calibration.workload,
+                                                                   "ms": [round(v, 6) for v in self.calibration.ms]},
             "prompt_set": dict(self.prompt_set), "tokenizer": self.tokenizer,
             "pricing": None if self.pricing is None else dict(self.pricing),
             "requests_per_month": None if self.requests_per_month is None else decimal_text(self.requests_per_month),

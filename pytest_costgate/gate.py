@@ -196,6 +196,7 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
     load_s = wall_s = 0.0
     concurrency = 1
     references: dict[str, str] = {}
+    probe: Any = None  # the machine-speed calibration, timed between requests (replay of a local model)
     if mode == "tokens-only":
         results, meta = count_tokens_only(spec, base_results, progress, keep)
         fingerprint = {**environment(), "backend": spec.model.backend, "mode": mode}
@@ -214,10 +215,14 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
             started = time.perf_counter()
             backend = create_backend(spec.model)
             load_s = time.perf_counter() - started
+            if spec.calibration_max_factor is not None:
+                from .calibration import Probe
+
+                probe = Probe()
             try:
                 replayed, wall_s = replay(backend, requests, prep.counter, price, spec.warmup, spec.repeats,
                                           suite_deadline(spec, started, deadline), progress,
-                                          routes=spec.routes if spec.routing_default else None)
+                                          routes=spec.routes if spec.routing_default else None, probe=probe)
                 fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
                 concurrency = max(1, int(getattr(backend, "concurrency", 1)))
             finally:
@@ -230,7 +235,13 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
             results = [replace(r, cacheable_tokens=shares.get(r.id)) for r in results]
     if mode == "tokens-only" and spec.prefix_cache is not None:
         results = with_prefix_shares(spec, results, prefix_shares(spec, prepare(spec)))
-    return make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency), references
+    entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency)
+    if probe is not None and probe.samples:
+        from .calibration import WORKLOAD
+        from .document import Calibration
+
+        entry = replace(entry, calibration=Calibration(WORKLOAD, tuple(probe.samples)))
+    return entry, references
 
 
 def prefix_shares(spec: SuiteSpec, prep: Prepared) -> dict[str, int]:
@@ -253,7 +264,7 @@ def with_prefix_shares(spec: SuiteSpec, records: Records, shares: Mapping[str, i
     columns["cacheable_tokens"] = cacheable
     price = spec.model.pricing
     if isinstance(price, TokenPrice) and price.cached_input_per_1m is not None:
-        columns["cost"] = [request_cost(price, i, o, c, None) if i is not None and o is not None else cost
+        columns["cost"] = [request_cost(price, i, o, min(c or 0, i), None) if i is not None and o is not None else cost
                            for i, o, c, cost in zip(columns["input_tokens"], columns["output_tokens"], cacheable,
                                                     columns["cost"])]
     return Records(records.ids, columns)

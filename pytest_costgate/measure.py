@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import statistics
 import threading
 import time
@@ -49,14 +50,15 @@ class _Pacer:
 def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], counter: TokenCounter,
            price: TokenPrice | GpuPrice | None, warmup: int = 0, repeats: int = 1,
            deadline: float | None = None, progress: Progress | None = None, *,
-           routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None
-           ) -> tuple[list[PromptResult], float]:
+           routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None,
+           probe: Callable[[], None] | None = None) -> tuple[list[PromptResult], float]:
     """Replay (request, rendered_tokens, weight) after `warmup` discarded calls; returns records and wall seconds.
 
     A backend with `concurrency` N keeps N requests in flight (each timed on its own); one with
     `batch_size` sends batches. With `repeats` > 1 the whole set is replayed in rounds (so drift hits
     every prompt alike) and a prompt's timings are the medians of its runs. Past `deadline` (a
-    perf_counter value) nothing more is sent: prompts not measured by then are left out.
+    perf_counter value) nothing more is sent: prompts not measured by then are left out. A `probe` (the
+    machine-speed calibration) runs after each sequential call, interleaved with the prompts.
     """
     size = max(1, int(getattr(backend, "batch_size", 1)))
     send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
@@ -80,8 +82,9 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     start = time.perf_counter()
     for _ in range(repeats):
         began = time.perf_counter()
-        finished = _round(chunks, workers, lambda chunk: call(backend, [r for r, _, _ in chunk], send), deadline,
-                          pacer, report)
+        finished = _round(chunks, workers, lambda chunk: _probed(call(backend, [r for r, _, _ in chunk], send),
+                                                                 probe if workers == 1 else None),
+                          deadline, pacer, report)
         if workers > 1:  # N in flight share the device: each request is charged its share of the round's wall time
             finished = _share_busy(finished, time.perf_counter() - began)
         for chunk, done in zip(chunks, finished):
@@ -93,6 +96,12 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     wall = time.perf_counter() - start
     return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]), routes)
             for r, n, w in requests if r.id in runs], wall
+
+
+def _probed(done: list[Completion], probe: Callable[[], None] | None) -> list[Completion]:
+    if probe is not None:
+        probe()
+    return done
 
 
 def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequence[Any]], list[Completion]],
@@ -175,14 +184,19 @@ def _combine(runs: list[Completion]) -> Completion:
                    e2e_runs=tuple(c.e2e_ms for c in ok if c.e2e_ms is not None))
 
 
+# a dated snapshot's name: the model's, then -YYYY-MM-DD, -YYYYMMDD or -MMDD
+_SNAPSHOT = re.compile(r"^(?P<model>.+?)-(?:20\d\d-[01]\d-[0-3]\d|20\d\d[01]\d[0-3]\d|[01]\d[0-3]\d)$")
+
+
 def route(routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]], served: str
           ) -> tuple[str, TokenPrice | GpuPrice | None] | None:
-    """The models: entry (name, pricing) a served model name belongs to: by exact name, else the longest known
-    id it is a dated snapshot of ('gpt-4o-mini-2024-07-18' -> 'gpt-4o-mini')."""
+    """The models: entry (name, pricing) a served model name belongs to: by exact name, else the known id it is
+    a dated snapshot of ('gpt-4o-mini-2024-07-18', 'gpt-4-0613' -> the entry for 'gpt-4o-mini', 'gpt-4'); never
+    'gpt-4-32k' as 'gpt-4': another model."""
     if served in routes:
         return routes[served]
-    known = [name for name in routes if served.startswith(name + "-") and served[len(name) + 1:][:1].isdigit()]
-    return routes[max(known, key=len)] if known else None
+    snapshot = _SNAPSHOT.match(served)
+    return routes.get(snapshot["model"]) if snapshot else None
 
 
 def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, counter: TokenCounter,
@@ -199,11 +213,12 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
                                   "function returns {'text', 'model'}; a server sets the response's 'model')")
     if routes is not None and served is not None:
         found = route(routes, served)
-        if found is None:
+        if found is None or found[1] is None:
+            why = ("which is not under models: (by name or by its model: id); add it with its pricing" if found is None
+                   else "whose models: entry has no pricing; add its pricing")
             return PromptResult(pid, weight, rendered, e2e_ms=_finite(done.e2e_ms), served_by=redact(served)[:200],
-                                error=shorten(f"served by model '{redact(served)[:80]}', which is not under models: "
-                                              "(by name or by its model: id); add it with its pricing so its "
-                                              "requests can be priced", 500))
+                                error=shorten(f"served by model '{redact(served)[:80]}', {why} so its requests "
+                                              "can be priced", 500))
         served, price = found
     elif routes is None:
         served = None  # which model answered matters only to a routed suite

@@ -95,7 +95,8 @@ class PromptRenderer:
             self._loader.follow(env, spec.text.name)
             # The hash covers the files named literally (include/import/extends), so it is the same whichever
             # prompts render; a name computed at render time shows in files() once loaded.
-            loaded = self._loader.loaded
+            # Keyed by path relative to the template's folder: the same files give the same hash in any checkout.
+            loaded = {_relative(name, spec.text.parent): digest for name, digest in self._loader.loaded.items()}
             self.hash = _digest(source) if len(loaded) < 2 else _digest(json.dumps(sorted(loaded.items())))
         else:
             env = _environment(None)

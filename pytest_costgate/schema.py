@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from . import SCHEMA, __version__
-from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Attribution, Document, Metrics, PromptChange, PromptResult, Records,
+from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Attribution, Calibration, Document, Metrics, PromptChange, PromptResult, Records,
                        SuiteEntry, Summary)
 from .errors import BaselineError
 from .escape import visible
@@ -228,6 +228,7 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
         template_files=MappingProxyType(_files(node.get("template_files"), r, path + ("template_files",))),
         default_model=r.text(node.get("default_model"), path + ("default_model",), limit=500),
         served=MappingProxyType(_shares(node.get("served"), r, path + ("served",))),
+        calibration=_calibration(node.get("calibration"), r, path + ("calibration",)),
         attribution=None if node.get("attribution") is None else _attribution(node["attribution"], r,
                                                                                   path + ("attribution",)),
     )
@@ -238,6 +239,17 @@ def _files(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
     if len(node) > 1000:
         raise r.fail(path, f"expected at most 1,000 template files, got {len(node):,}.")
     return {r.text(k, path, False, 1000) or "": r.hexhash(v, path + (k,)) or "" for k, v in node.items()}
+
+
+def _calibration(value: Any, r: _Reader, path: Path_) -> Calibration | None:
+    if value is None:
+        return None
+    node = r.obj(value, path)
+    samples = r.items(node.get("ms"), path + ("ms",))
+    if len(samples) > 100_000:
+        raise r.fail(path + ("ms",), f"expected at most 100,000 timings, got {len(samples):,}.")
+    return Calibration(r.text(node.get("workload"), path + ("workload",), False, 200) or "",
+                       tuple(r.real(v, path + ("ms", i)) or 0.0 for i, v in enumerate(samples)))
 
 
 def _shares(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
@@ -347,6 +359,7 @@ def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
         reused=_flag(node.get("reused"), r, path + ("reused",)),
         cacheable_tokens=count("cacheable_tokens"),
         served_by=r.text(node.get("served_by"), path + ("served_by",), limit=500),
+
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from .document import PromptResult, SuiteEntry, decimal_text
+from .document import Calibration, PromptResult, SuiteEntry, decimal_text
 from .errors import CostgateError
 
 _SHARD = re.compile(r"^\s*([0-9]{1,4})\s*/\s*([0-9]{1,4})\s*$")
@@ -60,7 +60,16 @@ def join_parts(name: str, parts: Sequence[SuiteEntry], requests_per_month: objec
                    load_s=max(p.load_s for p in parts), wall_s=max(p.wall_s for p in parts),
                    template_files=MappingProxyType({k: v for p in parts for k, v in p.template_files.items()}),
                    served=MappingProxyType({name: decimal_text(share) for name, share in summary.served.items()}),
+                   calibration=_probes(parts),
                    verdict=None, prompt_changes=(), baseline_template_hash=None, attribution=None)
+
+
+def _probes(parts: Sequence[SuiteEntry]) -> Calibration | None:
+    """The parts' calibration timings together (when every part took them with the same workload)."""
+    found = [p.calibration for p in parts]
+    if any(c is None for c in found) or len({c.workload for c in found if c is not None}) != 1:
+        return None
+    return Calibration(found[0].workload, tuple(v for c in found if c is not None for v in c.ms))  # type: ignore[union-attr]
 
 
 def check_complete(name: str, shards: Mapping[int, SuiteEntry], total: int) -> None:

@@ -42,22 +42,34 @@ class Paired:
 
 
 def paired(base: Sequence[float], head: Sequence[float], relative: bool, resamples: int = RESAMPLES,
-           confidence: float = CONFIDENCE) -> Paired | None:
-    """Bootstrap (over prompts) interval of the geometric-mean ratio or the mean difference; None if < 2 pairs."""
+           confidence: float = CONFIDENCE, run_sd: float = 0.0) -> Paired | None:
+    """Bootstrap (over prompts) interval of the geometric-mean ratio or the mean difference; None if < 2 pairs.
+
+    `run_sd`: the spread of a whole run's log-speed (from the baseline's rounds), added to each replicate as
+    a normal draw, so a run-level shift the prompts can't show widens the interval instead of failing."""
     b, h = np.asarray(base, dtype=float), np.asarray(head, dtype=float)
     keep = np.isfinite(b) & np.isfinite(h) & ((b > 0) & (h > 0) if relative else True)
     b, h = b[keep], h[keep]
     if len(b) < 2:
         return None
-    values = np.log(h / b) if relative else h - b
     rng = np.random.default_rng(SEED)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    picks = rng.integers(0, len(b), size=(resamples, len(b)))
+    if relative:
+        values = np.log(h / b)
+        means = values[picks].mean(axis=1)
+        estimate = float(values.mean())
+        if run_sd > 0:
+            means = means + rng.normal(0.0, run_sd, size=resamples)
+    else:
+        means = h[picks].mean(axis=1) - b[picks].mean(axis=1)
+        estimate = float(h.mean() - b.mean())
+        if run_sd > 0:  # a relative spread, applied to the head's mean time
+            means = means + h.mean() * rng.normal(0.0, run_sd, size=resamples)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    estimate = float(values.mean())
     if relative:
-        return Paired(math.exp(estimate), math.exp(low), math.exp(high), len(values), True)
-    return Paired(estimate, float(low), float(high), len(values), False)
+        return Paired(math.exp(estimate), math.exp(low), math.exp(high), len(b), True)
+    return Paired(estimate, float(low), float(high), len(b), False)
 
 
 def decide(result: Paired, threshold: Threshold) -> tuple[bool, bool]:

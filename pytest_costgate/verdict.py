@@ -60,7 +60,8 @@ def _fmt(value: Fraction | Decimal | None) -> str | None:
 
 def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction | Decimal | None,
                    rule: MetricRule | None, comparable: bool,
-                   pairs: tuple[list[float], list[float]] | None = None) -> Row | None:
+                   pairs: tuple[list[float], list[float]] | None = None,
+                   noise: Mapping[str, Any] | None = None) -> Row | None:
     """Judge one metric exactly; None when either side has no value.
 
     With `pairs` (per-prompt values of a noisy metric, base and head) the paired rule decides:
@@ -78,7 +79,7 @@ def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction 
         if not comparable:
             status = "not-comparable"
         elif pairs is not None:
-            status, interval = _paired_status(rule, pairs)
+            status, interval = _paired_status(rule, pairs, noise)
         elif rule.fail and rule.fail.exceeded(base, delta):
             status = "fail"
         elif rule.warn and rule.warn.exceeded(base, delta):
@@ -89,38 +90,57 @@ def compare_metric(metric: str, base: Fraction | Decimal | None, cand: Fraction 
                interval)
 
 
-def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]]) -> tuple[str, str | None]:
+def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]],
+                   noise: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
+    """`noise`: stats.paired's run_sd, the run-level uncertainty of a stored baseline (calibration, rounds). With
+    it, a change whose interval reaches past a threshold is `inconclusive` even when the estimate is within it:
+    against a stored baseline "no regression" is claimed only when the interval rules one out."""
     from .stats import decide, paired
 
     interval = None
+    unsure = False
     for level, threshold in (("fail", rule.fail), ("warn", rule.warn)):
         if threshold is None:
             continue
-        result = paired(*pairs, relative=threshold.relative)
+        result = paired(*pairs, relative=threshold.relative, **(noise or {}))
         if result is None:
             return "inconclusive", "fewer than 2 prompts measured on both sides"
         interval = interval or result.text()
         exceeds, significant = decide(result, threshold)
         if exceeds:
             return (level if significant else "inconclusive"), result.text()
-    return "pass", interval
+        reach = (result.high - 1) * 100 if result.relative else result.high
+        unsure = unsure or bool(noise and noise.get("run_sd")) and reach > float(threshold.amount)
+    return ("inconclusive" if unsure else "pass"), interval
 
 
 def judge(base: Any, cand: Any, rules: Mapping[str, MetricRule],
           not_comparable: set[str], extra: list[Row], notes: list[str],
-          pairs: Mapping[str, tuple[list[float], list[float]]] | None = None) -> SuiteVerdict:
+          pairs: Mapping[str, tuple[list[float], list[float]]] | None = None,
+          noise: Mapping[str, Any] | None = None) -> SuiteVerdict:
     """Compare two aggregates (over the same prompts; anything with `.value(metric)`) metric by metric.
 
     Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed;
     metrics in `pairs` are judged by the paired rule on their per-prompt values.
     """
     rows = list(extra)
+    notes = list(notes)
     for metric in METRICS:
         row = compare_metric(metric, base.value(metric), cand.value(metric), rules.get(metric),
-                             metric not in not_comparable, (pairs or {}).get(metric))
+                             metric not in not_comparable, (pairs or {}).get(metric), noise)
         if row is not None:
             rows.append(row)
+        elif metric in rules and metric in LEVER_NEEDS and not any(r.metric == metric for r in extra):
+            side = "either side" if base.value(metric) is None and cand.value(metric) is None else \
+                "the baseline" if base.value(metric) is None else "this run"
+            notes.append(f"threshold on {metric} not applied: {side} has no {metric} "
+                         f"({LEVER_NEEDS.get(metric, 'nothing was measured for it')})")
     return SuiteVerdict(status=worst(r.status for r in rows), rows=tuple(rows), notes=tuple(notes))
+
+
+LEVER_NEEDS = {"cache_hit_ratio": "the server reported no cached tokens",
+               "cacheable_prefix_share": "the suite has no prefix_cache rule",
+               "escalation_rate": "the suite is not routed", "cost_per_resolved": "no quality rule or nothing resolved"}
 
 
 def error_limit(rate: Fraction | Decimal, limit: Decimal) -> Row | None:

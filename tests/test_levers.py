@@ -448,3 +448,106 @@ def test_bad_lever_settings_name_the_field(tmp_path, extra, message):
         load_config(tmp_path / "costgate.yaml")
     assert message in str(caught.value)
     assert "costgate.yaml" in str(caught.value)
+
+
+def test_snapshot_names_match_only_a_date_suffix():
+    from pytest_costgate.measure import route
+
+    routes = {"gpt-4": ("gpt-4", "P4"), "gpt-4o-mini": ("mini", "Pm"), "llama-3.1": ("llama", "Pl")}
+    assert route(routes, "gpt-4o-mini-2024-07-18") == ("mini", "Pm")
+    assert route(routes, "gpt-4-0613") == ("gpt-4", "P4")
+    assert route(routes, "gpt-4-20240101") == ("gpt-4", "P4")
+    for other in ("gpt-4-32k", "llama-3.1-70b", "llama-3.1-405b-instruct", "gpt-4o-mini-evil"):
+        assert route(routes, other) is None, other
+
+
+def test_a_routed_model_without_pricing_fails_its_requests_instead_of_dropping_the_cost(pytester):
+    router_project(pytester, {"3": "router"})  # 'router' is under models: but has no pricing
+    result = pytester.runpytest(*GATE)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*served by model 'router', whose models: entry has no pricing; add its pricing*"])
+
+
+def test_shares_never_exceed_the_input():
+    from decimal import Decimal
+
+    from pytest_costgate.aggregate import aggregate
+    from pytest_costgate.document import PromptResult
+
+    rows = [PromptResult("a", Decimal(1), 5, input_tokens=5, output_tokens=1, cacheable_tokens=100, cached_tokens=50),
+            PromptResult("b", Decimal(1), 5, input_tokens=15, output_tokens=1, cacheable_tokens=3, cached_tokens=0)]
+    summary = aggregate(rows, None)
+    assert summary.cacheable_prefix_share == Fraction(5 + 3, 20)
+    assert summary.cache_hit_ratio == Fraction(5, 20)
+
+
+def test_the_prefix_end_is_found_inside_an_included_file(pytester):
+    policy = "".join(f"Policy rule {i}: be exact about section {i}.\n" for i in range(140))
+    prefix_project(pytester, '{% include "policy.txt" %}\nQuestion: {{ question }}')
+    (pytester.path / "templates" / "policy.txt").write_text(policy)
+    assert pytester.runpytest(*GATE, "--costgate-update-baseline").ret == 0
+    lines = policy.splitlines()
+    lines.insert(3, "The customer asks: {{ question }}")  # a variable early in the included file
+    (pytester.path / "templates" / "policy.txt").write_text("\n".join(lines) + "\n")
+    result = pytester.runpytest(*GATE)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*the shared prefix now ends at line 4 of templates/policy.txt*"])
+
+
+def test_include_template_hash_is_the_same_in_any_checkout(tmp_path):
+    from pytest_costgate.config import TemplateSpec
+    from pytest_costgate.render import PromptRenderer
+
+    hashes = []
+    for where in ("one", "two/deeper"):
+        folder = tmp_path / where
+        folder.mkdir(parents=True)
+        (folder / "policy.txt").write_text("Rules.\n")
+        (folder / "t.j2").write_text('{% include "policy.txt" %}\nQ: {{ q }}')
+        hashes.append(PromptRenderer(TemplateSpec(text=folder / "t.j2")).hash)
+    assert hashes[0] == hashes[1]
+
+
+def test_suite_budgets_add_to_the_defaults(tmp_path):
+    from pytest_costgate.config import load_config
+
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
+    (tmp_path / "t.j2").write_text("hi")
+    (tmp_path / "costgate.yaml").write_text(LEVER_CONFIG.replace("suites:", "defaults:\n  budgets: {input_tokens_max: 4000, "
+                                                                 "output_tokens_max: 512}\nsuites:")
+                                            + "    budgets: {output_tokens_max: 256, latency_p95_max: 800ms}\n")
+    budgets = load_config(tmp_path / "costgate.yaml").suites[0].budgets
+    assert (budgets.input_tokens_max, budgets.output_tokens_max, budgets.latency_p95_max) == (4000, 256, 800)
+
+
+@pytest.mark.parametrize("metric, value, needs", [("escalation_rate", "+5%", "routing: {default: MODEL}"),
+                                                  ("cacheable_prefix_share", "-10%", "prefix_cache:"),
+                                                  ("cost_per_resolved", "+5%", "a quality: rule")])
+def test_a_lever_threshold_without_its_lever_is_a_config_error(tmp_path, metric, value, needs):
+    from pytest_costgate.config import load_config
+    from pytest_costgate.errors import ConfigError
+
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
+    (tmp_path / "t.j2").write_text("hi")
+    (tmp_path / "costgate.yaml").write_text(LEVER_CONFIG + f"    thresholds: {{{metric}: {{fail: '{value}'}}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "costgate.yaml")
+    assert f"suites.s.thresholds.{metric}: {metric} needs {needs}" in str(caught.value)
+
+
+def test_a_cache_hit_threshold_without_server_counts_says_it_was_not_applied(pytester):
+    pytester.makepyfile(budgeted=BUDGETED)
+    pytester.makefile(".jsonl", prompts="".join(json.dumps({"id": f"p{n}", "vars": {"n": n}}) + "\n" for n in (5, 6)))
+    pytester.makefile(".j2", t="{{ n }}")
+    pytester.makefile(".yaml", costgate="""
+models:
+  m: {backend: python, function: budgeted:answer, path: ., tokenizer: cl100k_base,
+      pricing: {input_per_1m: 1.00, output_per_1m: 1.00}}
+suites:
+  s: {model: m, prompts: prompts.jsonl, template: t.j2, thresholds: {cache_hit_ratio: {fail: '-10%'}}}
+""")
+    assert pytester.runpytest(*GATE, "--costgate-update-baseline").ret == 0
+    result = pytester.runpytest(*GATE)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["note: threshold on cache_hit_ratio not applied: either side has no cache_hit_ratio "
+                                 "(the server reported no cached tokens)"])

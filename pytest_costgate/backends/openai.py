@@ -385,7 +385,7 @@ def completion(text: str, usage: dict[str, Any] | None, ttft: float | None, e2e:
 
 def _model_name(value: Any) -> str | None:
     """The response's 'model' (which model answered, e.g. behind a router): server text, kept short."""
-    return value[:200] if isinstance(value, str) and value.strip() else None
+    return value[:10_000] if isinstance(value, str) and value.strip() else None  # redacted, then cut, by measure
 
 
 def _count(value: Any) -> int | None:

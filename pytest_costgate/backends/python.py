@@ -72,4 +72,4 @@ class PythonBackend:
                           token_source="engine" if engine else "tokenizer",
                           cached_tokens=result.get("cached_tokens") if isinstance(result.get("cached_tokens"), int)
                           else None,
-                          served_by=model[:200] if isinstance(model, str) and model else None)
+                          served_by=model[:10_000] if isinstance(model, str) and model else None)  # redacted, then cut

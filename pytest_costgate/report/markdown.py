@@ -140,9 +140,12 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
     other = [r for r in breached if r not in tokens_rows and r not in cost_rows
              and r.metric not in ("input_tokens_total", "output_tokens_total")]
     # a lever that moved the cost: less input served from cache, more requests sent to a dearer model
-    levers = [r for r in verdict.rows if (r.metric in ("cacheable_prefix_share", "cache_hit_ratio")
-                                          and (to_decimal(r.delta) or 0) < 0)
-              or (r.metric == "escalation_rate" and (to_decimal(r.delta) or 0) > 0)]
+    # (named as the cause when it breached its own threshold, or moved a point or more with no price change)
+    levers = [r for r in verdict.rows if ((r.metric in ("cacheable_prefix_share", "cache_hit_ratio")
+                                           and (to_decimal(r.delta) or 0) < 0)
+                                          or (r.metric == "escalation_rate" and (to_decimal(r.delta) or 0) > 0))
+              and (r.status in ("fail", "warn") or (abs(to_decimal(r.delta) or 0) >= Decimal("0.01")
+                                                    and not (a is not None and (a.price or a.volume))))]
     clauses = []
     if cost_rows and not tokens_rows and levers:
         other = [r for r in other if r not in levers]
@@ -185,10 +188,14 @@ def _latency(entry: SuiteEntry) -> dict[str, str] | None:
     if not e2e:
         return None
     rows = entry.verdict.rows if entry.verdict else ()
-    states = {r.status for r in rows if r.metric.startswith("latency")}
+    states = {r.status for r in rows if r.metric.startswith("latency") and not r.metric.endswith("_max")}
+    budget = next((r.status for r in rows if r.metric == "latency_p95_max"), None)
     label = ("not comparable (another machine)" if "not-comparable" in states else "significant change"
              if states & {"warn", "fail"} else "change not significant" if "inconclusive" in states
              else "no significant change" if "pass" in states else "not gated")
+    if budget is not None:
+        label += {"fail": "; over the p95 budget", "inconclusive": "; p95 budget: not clearly over",
+                  "pass": "; within the p95 budget"}.get(budget, "")
     ttft = entry.latency.get("ttft_ms")
     return {"p50": f"{tokens(e2e.get('p50'))} ms", "p95": f"{tokens(e2e.get('p95'))} ms",
             "ttft": f"{tokens(ttft.get('p50'))} ms" if ttft else "–", "verdict": label}
@@ -252,7 +259,7 @@ def context(report: Document, top_prompts: int = 10, notes: bool = True,
                 if r.status == "inconclusive":
                     change += " — not significant"
                 if r.interval:
-                    change += f", paired {r.interval}"
+                    change += (f"measured {r.interval}" if r.metric.endswith("_max") else f", paired {r.interval}")
                 breaches.append({"icon": icon, "suite": cell(name), "metric": LABEL.get(r.metric, code(r.metric)),
                                  "baseline": base if r.baseline is not None else "–", "candidate": head,
                                  "delta": cell(change, 200), "threshold": cell(r.threshold or "")})

@@ -127,8 +127,8 @@ def metric_value(metric: str, value: Any) -> str:
         return money(amount * 1000) + " / 1k req"
     if metric == "cost_per_resolved":
         return money(amount * 1000) + " / 1k resolved"
-    if metric == "cost_per_request_max":
-        return money(amount) + " / req"
+    if metric == "cost_per_request_max":  # all the digits a budget's limit may have: over it never reads equal
+        return money(amount, significant=12) + " / req"
     if metric == "monthly_cost":
         return money(amount, 2)
     if metric.endswith("_tokens_mean"):

@@ -41,7 +41,8 @@ def breach_lines(name: str, entry: SuiteEntry) -> list[str]:
     if rows:
         lines += table(["metric", "baseline", "candidate", "change", "threshold", "level"],
                        [[r.metric, *_pair(r), _change(r), r.threshold or "-", r.status] for r in rows])
-        lines += [f"{r.metric}: paired change {r.interval}" for r in rows if r.interval]
+        lines += [f"{r.metric}: {'measured' if r.metric.endswith('_max') else 'paired change'} {r.interval}"
+                  for r in rows if r.interval]
     lines += [f"note: {note}" for note in verdict.notes]
     return lines
 

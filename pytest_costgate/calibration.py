@@ -1,0 +1,103 @@
+"""Machine-speed calibration for latency against a stored baseline.
+
+A committed baseline was timed on another day, maybe on another runner of the same kind; a whole-run speed
+shift of the machine (10% is common on shared CI) looks like a regression or hides one, and a per-prompt
+bootstrap can't see it. So while the prompts replay, a fixed micro-workload (a small chain of matrix
+products in ONNX Runtime, the same bytes in every version, independent of anything a pull request can change)
+is timed after each request and its timings stored with the suite. At judging time the ratio of the two sides'
+median timings is the runner's speed factor f, shown with its bootstrap interval; the head's latencies are
+divided by f, and the paired interval is widened by what remains uncertain (compare.runner_noise): the factor's
+own interval and a share of |log f|, because the workload tracks the model's speed only roughly (measured on
+this project's 2-core runner: correlation 0.86 between their whole-run shifts, but the model's shift up to 1.3x
+the probe's). So a runner in the baseline's state keeps the rule's full sensitivity, one far from it gives
+`inconclusive` rather than a coin flip, and beyond the suite's bound latency is not comparable.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+WORKLOAD = "ort-matmul-256x6-b16-v1"
+MAX_SAMPLES = 4000  # stored per suite: plenty for a factor, bounded for a million-prompt suite
+
+
+class Probe:
+    """The fixed workload, on ONNX Runtime's CPU provider with one thread (built once, in memory)."""
+
+    def __init__(self) -> None:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        from .backends.onnx import import_onnxruntime
+
+        ort = import_onnxruntime("calibration")
+        rng = np.random.default_rng(7)
+        size, layers = 256, 6
+        nodes, inits = [], []
+        previous = "x"
+        for i in range(layers):
+            inits.append(numpy_helper.from_array((rng.standard_normal((size, size)) / 16).astype(np.float32), f"w{i}"))
+            nodes.append(helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]))
+            nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]))
+            previous = f"t{i}"
+        graph = helper.make_graph(nodes, "calibration", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, size])],
+                                  [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [16, size])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the same work everywhere
+        self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self._feed = {"x": rng.standard_normal((16, size)).astype(np.float32)}
+        self._run = self._session.run
+        for _ in range(3):
+            self._run(None, self._feed)
+        self.samples: list[float] = []
+
+    def __call__(self) -> None:
+        """Time the workload five times (~0.5 ms on a CI core), in ms: the machine's speed just now."""
+        began = time.perf_counter()
+        for _ in range(5):
+            self._run(None, self._feed)
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((time.perf_counter() - began) * 1000)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The head runner's speed relative to the baseline's: > 1 means slower (its times are longer)."""
+
+    factor: float
+    low: float
+    high: float
+    base: tuple[float, ...]
+    head: tuple[float, ...]
+
+    def text(self) -> str:
+        return f"runner speed ×{self.factor:.2f} [{self.low:.2f}, {self.high:.2f}] vs baseline"
+
+
+def usable(samples: Sequence[float] | None) -> np.ndarray | None:
+    if not samples:
+        return None
+    values = np.asarray([v for v in samples if isinstance(v, (int, float)) and math.isfinite(v) and v > 0],
+                        dtype=float)
+    return values if len(values) >= 5 else None
+
+
+def speed(base: Sequence[float] | None, head: Sequence[float] | None, resamples: int = 2000,
+          seed: int = 20261122) -> Speed | None:
+    """The factor median(head) / median(base) with a 95% bootstrap interval; None without enough samples."""
+    b, h = usable(base), usable(head)
+    if b is None or h is None:
+        return None
+    rng = np.random.default_rng(seed)
+    ratios = (np.median(h[rng.integers(0, len(h), size=(resamples, len(h)))], axis=1)
+              / np.median(b[rng.integers(0, len(b), size=(resamples, len(b)))], axis=1))
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return Speed(float(np.median(h) / np.median(b)), float(low), float(high), tuple(b), tuple(h))

@@ -120,6 +120,9 @@ class OnnxBackend:
     @staticmethod
     def _session(ort: Any, model: Path, provider: str, opts: Any, where: str) -> tuple[Any, str]:
         options = ort.SessionOptions()
+        # ORT's advisory warnings (e.g. "Memcpy nodes are added to the graph" for the ArgMax tail on CUDA) would
+        # print on every run in the job log; errors still do
+        options.log_severity_level = 3
         if "threads" in opts:
             options.intra_op_num_threads = int(opts["threads"])
         cuda_options = dict(opts.get("provider_options") or {})

@@ -226,4 +226,6 @@ def test_bad_ini_flag(pytester):
     pytester.makeini("[pytest]\ncostgate = maybe\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*ini option costgate: expected true or false*'maybe'*"])
+    # ours, or (pytest >= 9.2 checks bool ini values itself) pytest's own: one line naming the value either way
+    result.stderr.re_match_lines([r".*(ini option costgate: expected true or false.*|invalid truth value )'maybe'.*"])
+    assert "Traceback" not in result.stderr.str()

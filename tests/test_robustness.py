@@ -93,7 +93,8 @@ suites:
 
 @pytest.fixture
 def slow_project(pytester):
-    pytester.makepyfile(slow="import time\ndef run(prompt, params):\n    time.sleep(0.02)\n    return 'ok ' + prompt\n")
+    pytester.makepyfile(slow="import os, time\ndef run(prompt, params):\n"
+                                 "    time.sleep(float(os.environ.get('SLOW_S', '0.02')))\n    return 'ok ' + prompt\n")
     records = "".join(json.dumps({"id": f"p{i}", "vars": {"q": f"question {i}"}}) + "\n" for i in range(60))
     pytester.makefile(".jsonl", prompts=records)
     pytester.makefile(".j2", t="Q: {{ q }}")
@@ -357,11 +358,12 @@ def test_an_interrupted_update_leaves_the_baseline(slow_project):
     path = slow_project.path / "costgate-baseline.json"
     (slow_project.path / "t.j2").write_text("Changed: {{ q }}")
     before = path.read_bytes()
-    env = {**os.environ, "PYTHONPATH": str(slow_project.path)}
+    # 60 x 0.1 s a suite: s2 is surely still running when the interrupt lands, however slow the machine
+    env = {**os.environ, "PYTHONPATH": str(slow_project.path), "SLOW_S": "0.1"}
     run = subprocess.Popen([sys.executable, "-m", "pytest", *GATE, "--costgate-update-baseline", "-v"],
                            cwd=slow_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = b""
-    while b"::s1 PASSED" not in seen:  # s1 is done, s2 (60 x 20 ms) is running
+    while b"::s1 PASSED" not in seen:  # s1 is done, s2 (60 x 0.1 s) is running
         line = run.stdout.readline()
         assert line, seen.decode()
         seen += line

@@ -79,15 +79,24 @@ class Speed:
     head: tuple[float, ...]
 
     def text(self) -> str:
-        return f"runner speed ×{self.factor:.2f} [{self.low:.2f}, {self.high:.2f}] vs baseline"
+        """'runner 10% slower than at baseline time (time ×1.10 [1.08, 1.12])'."""
+        change = round(abs(self.factor - 1) * 100)
+        how = "as fast as" if change == 0 else f"{change}% {'slower' if self.factor > 1 else 'faster'} than"
+        return f"runner {how} at baseline time (time ×{self.factor:.2f} [{self.low:.2f}, {self.high:.2f}])"
+
+
+MIN_SAMPLES = 5
 
 
 def usable(samples: Sequence[float] | None) -> np.ndarray | None:
+    """The timings worth using (finite, at least a microsecond), evenly thinned to MAX_SAMPLES; None if too few."""
     if not samples:
         return None
-    values = np.asarray([v for v in samples if isinstance(v, (int, float)) and math.isfinite(v) and v > 0],
+    values = np.asarray([v for v in samples if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0.001],
                         dtype=float)
-    return values if len(values) >= 5 else None
+    if len(values) > MAX_SAMPLES:
+        values = values[np.linspace(0, len(values) - 1, MAX_SAMPLES).astype(int)]
+    return values if len(values) >= MIN_SAMPLES else None
 
 
 def speed(base: Sequence[float] | None, head: Sequence[float] | None, resamples: int = 2000,
@@ -100,4 +109,7 @@ def speed(base: Sequence[float] | None, head: Sequence[float] | None, resamples:
     ratios = (np.median(h[rng.integers(0, len(h), size=(resamples, len(h)))], axis=1)
               / np.median(b[rng.integers(0, len(b), size=(resamples, len(b)))], axis=1))
     low, high = np.percentile(ratios, [2.5, 97.5])
-    return Speed(float(np.median(h) / np.median(b)), float(low), float(high), tuple(b), tuple(h))
+    factor = float(np.median(h) / np.median(b))
+    if not all(math.isfinite(v) and v > 0 for v in (factor, low, high)):
+        return None
+    return Speed(factor, float(low), float(high), tuple(b), tuple(h))

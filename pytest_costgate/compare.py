@@ -133,21 +133,21 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
     if not same_env and any(m in rules for m in noisy):
         notes.append(f"latency not comparable with the baseline (environment differs in: {', '.join(differ)}); "
                      "shown, not gated")
-    gated = noisy & set(rules) - not_comparable
+    pricing = entry.pricing or {}
+    timed = {"latency_p50", "latency_p95"} | (set(NOISY_COST) if pricing.get("kind") == "gpu" and not (
+        pricing.get("mode") == "configured" and pricing.get("latency_s")) else set())  # values that are times
     noise: dict[str, Any] = {}
-    if gated and entry.mode == "replay":
+    # a stored baseline only: a live replay (--costgate-against) pairs the two sides on one machine, prompt by prompt
+    if timed & set(rules) - not_comparable and entry.mode == "replay" and "live" not in entry.fingerprint:
         noise, note, apart = runner_noise(base, entry, results, max_factor)
         if note:
             notes.append(note)
         if apart:
-            not_comparable |= noisy
-    pricing = entry.pricing or {}
-    timed = {"latency_p50", "latency_p95"} | (set(NOISY_COST) if pricing.get("kind") == "gpu" and not (
-        pricing.get("mode") == "configured" and pricing.get("latency_s")) else set())  # values that are times
+            not_comparable |= timed
     pairs = _pairs(noisy & set(rules), base_results, results, answered, timed,
                    noise.get("speed")) if noisy & set(rules) else {}
     noise.pop("speed", None)  # carried by the pairs themselves
-    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs, noise)
+    return judge(base_agg, cand_agg, rules, not_comparable, extra, notes, pairs, noise, timed)
 
 
 TRUST = 0.5  # how much of the speed shift it measures the calibration is trusted to remove (see calibration.py)
@@ -167,9 +167,20 @@ def runner_noise(base: SuiteEntry, entry: SuiteEntry, results: Any, max_factor: 
     parts: list[float] = []
     note = None
     noise: dict[str, Any] = {}
-    if max_factor is not None and base.calibration is not None and entry.calibration is not None \
-            and base.calibration.workload == entry.calibration.workload:
-        found = speed(base.calibration.ms, entry.calibration.ms)
+    if max_factor is not None:
+        found = None
+        if base.calibration is None:
+            note = "latency judged without calibration: the baseline has no calibration timings (re-record it)"
+        elif entry.calibration is None:
+            note = ("latency judged without calibration: this run took no calibration timings (requests in flight "
+                    "at once are not calibrated)")
+        elif base.calibration.workload != entry.calibration.workload:
+            note = "latency judged without calibration: the baseline's calibration workload is another version's"
+        else:
+            found = speed(base.calibration.ms, entry.calibration.ms)
+            if found is None:
+                note = ("latency judged without calibration: fewer than 5 usable calibration timings on a side "
+                        "(one is taken per call; a batch is one call)")
         if found is not None:
             bound = float(max_factor)
             if found.low > bound or found.high < 1 / bound:  # surely another kind of runner, not noise
@@ -178,7 +189,7 @@ def runner_noise(base: SuiteEntry, entry: SuiteEntry, results: Any, max_factor: 
             own = (math.log(found.high) - math.log(found.low)) / (2 * 1.96)
             parts.append(math.hypot(own, (1 - TRUST) * abs(math.log(found.factor))))
             noise["speed"] = found
-            note = f"{found.text()} (calibration: head latencies divided by the factor; the interval allows for it)"
+            note = f"{found.text()}: head latencies divided by {found.factor:.2f}; the interval allows for the correction"
     spread = round_spread(base.prompts) if base.repeats > 1 else None  # rounds, not a live replay's pair of runs
     if spread is not None:
         sd, rounds = spread

@@ -116,9 +116,11 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
     # One machine, one job: comparable by construction, even where the two sides' backends differ.
     fingerprint = MappingProxyType({**fingerprints[1], "live": ref})
     base_entry = replace(make_entry(base_spec, base_prep.meta(), base_results, "replay", fingerprints[0], load_s, wall_s),
-                         unmeasured=(), fingerprint=fingerprint)  # prompts only the base has are "gone"
+                         unmeasured=(), fingerprint=fingerprint, repeats=1)  # prompts only the base has: "gone"
+    # each side ran every prompt twice, interleaved with the other's: a pair of runs, not rounds (repeats=1 keeps
+    # the stored-baseline allowance for run-to-run spread, compare.runner_noise, out of live mode)
     head_entry = replace(make_entry(spec, head_prep.meta(), head_results, "replay", fingerprints[1], load_s, wall_s),
-                         fingerprint=fingerprint)
+                         fingerprint=fingerprint, repeats=1)
     return base_entry, rejudge(config, spec, head_entry, base_entry, f"live replay of {ref}", head_prep.references())
 
 

@@ -184,8 +184,8 @@ def _combine(runs: list[Completion]) -> Completion:
                    e2e_runs=tuple(c.e2e_ms for c in ok if c.e2e_ms is not None))
 
 
-# a dated snapshot's name: the model's, then -YYYY-MM-DD, -YYYYMMDD or -MMDD
-_SNAPSHOT = re.compile(r"^(?P<model>.+?)-(?:20\d\d-[01]\d-[0-3]\d|20\d\d[01]\d[0-3]\d|[01]\d[0-3]\d)$")
+# a dated snapshot's name: the model's, then -YYYY-MM-DD, -YYYYMMDD, or four digits (-MMDD, -YYMM)
+_SNAPSHOT = re.compile(r"^(?P<model>.+?)-(?:20\d\d-[01]\d-[0-3]\d|20\d\d[01]\d[0-3]\d|\d{4})$")
 
 
 def route(routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]], served: str

@@ -69,7 +69,13 @@ def _probes(parts: Sequence[SuiteEntry]) -> Calibration | None:
     found = [p.calibration for p in parts]
     if any(c is None for c in found) or len({c.workload for c in found if c is not None}) != 1:
         return None
-    return Calibration(found[0].workload, tuple(v for c in found if c is not None for v in c.ms))  # type: ignore[union-attr]
+    from .calibration import MAX_SAMPLES
+
+    samples = [v for c in found if c is not None for v in c.ms]
+    if len(samples) > MAX_SAMPLES:  # evenly thinned: every part keeps its share
+        step = len(samples) / MAX_SAMPLES
+        samples = [samples[int(i * step)] for i in range(MAX_SAMPLES)]
+    return Calibration(found[0].workload, tuple(samples))  # type: ignore[union-attr]
 
 
 def check_complete(name: str, shards: Mapping[int, SuiteEntry], total: int) -> None:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 import decimal
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from .thresholds import METRICS, MetricRule
 
@@ -117,7 +117,7 @@ def _paired_status(rule: MetricRule, pairs: tuple[list[float], list[float]],
 def judge(base: Any, cand: Any, rules: Mapping[str, MetricRule],
           not_comparable: set[str], extra: list[Row], notes: list[str],
           pairs: Mapping[str, tuple[list[float], list[float]]] | None = None,
-          noise: Mapping[str, Any] | None = None) -> SuiteVerdict:
+          noise: Mapping[str, Any] | None = None, noisy_times: Collection[str] = ()) -> SuiteVerdict:
     """Compare two aggregates (over the same prompts; anything with `.value(metric)`) metric by metric.
 
     Metrics in `not_comparable` (noisy ones measured in another environment) are shown, never failed;
@@ -127,7 +127,8 @@ def judge(base: Any, cand: Any, rules: Mapping[str, MetricRule],
     notes = list(notes)
     for metric in METRICS:
         row = compare_metric(metric, base.value(metric), cand.value(metric), rules.get(metric),
-                             metric not in not_comparable, (pairs or {}).get(metric), noise)
+                             metric not in not_comparable, (pairs or {}).get(metric),
+                             noise if metric in noisy_times else None)
         if row is not None:
             rows.append(row)
         elif metric in rules and metric in LEVER_NEEDS and not any(r.metric == metric for r in extra):

@@ -49,7 +49,7 @@ def test_speed_factor_and_interval():
     found = speed(base, head)
     assert found.factor == pytest.approx(1.2, rel=0.02)
     assert found.low < found.factor < found.high and found.high - found.low < 0.05
-    assert "runner speed ×1.2" in found.text()
+    assert found.text().startswith("runner 20% slower than at baseline time (time ×1.20 [")
     assert speed(base[:4], head) is None  # too few timings to say
 
 
@@ -63,7 +63,7 @@ def test_a_slower_runner_is_not_a_regression_once_calibrated(slower, status):
     row, notes = judged(entry(base_lat, base_probe), entry(head_lat, head_probe))
     # corrected to no change; a big shift is only partly trusted, so the interval can't rule a regression out
     assert row.status == status and row.interval.startswith(("-0.", "+0.")), row
-    assert any(n.startswith(f"runner speed ×{slower:.2f}") for n in notes)
+    assert any(f"(time ×{slower:.2f} [" in n and "slower than at baseline time" in n for n in notes)
     row, _ = judged(entry(base_lat, None), entry(head_lat, None))  # the same without calibration
     assert row.status == ("pass" if slower < 1.05 else "fail")
 
@@ -82,7 +82,8 @@ def test_another_kind_of_runner_is_not_comparable():
     base_lat = [20.0 + i for i in range(30)]
     row, notes = judged(entry(base_lat, [0.5] * 30), entry([v * 2 for v in base_lat], [1.0] * 30))
     assert row.status == "not-comparable"
-    assert any("runner speed ×2.00" in n and "outside calibration max_factor 1.25" in n for n in notes)
+    assert any("runner 100% slower than at baseline time (time ×2.00" in n
+               and "outside calibration max_factor 1.25" in n for n in notes)
     row, _ = judged(entry(base_lat, [0.5] * 30), entry([v * 2 for v in base_lat], [1.0] * 30), Decimal(3))
     assert row.status == "inconclusive" and row.interval.startswith("+0.0%")  # within a wider bound: rescaled
 
@@ -145,3 +146,45 @@ def test_calibration_can_be_switched_off_or_bounded(tmp_path):
     (tmp_path / "costgate.yaml").write_text(base % "{max_factor: 0.9}")
     with pytest.raises(ConfigError, match="suites.s.calibration.max_factor"):
         load_config(tmp_path / "costgate.yaml")
+
+
+def test_live_pairs_are_not_rounds_and_never_calibrated():
+    from dataclasses import replace
+
+    runs = [[20.0 + i, (20.0 + i) * 1.3] for i in range(30)]  # a live side's two runs differ a lot
+    base = replace(entry([min(r) for r in runs], None, runs), repeats=1, fingerprint={"live": "HEAD"})
+    head = replace(entry([20.0 + i for i in range(30)], None), fingerprint={"live": "HEAD"})
+    row, notes = judged(base, head)
+    assert row.status == "pass" and not any("rounds" in n or "calibration" in n for n in notes), (row, notes)
+
+
+def test_a_configured_gpu_cost_is_not_widened_by_calibration():
+    from dataclasses import replace
+
+    rules = {"cost_per_request": MetricRule(fail=parse_threshold("cost_per_request", "+5%"))}
+    pricing = {"kind": "gpu", "usd_per_hour": "3", "mode": "configured", "latency_s": "0.3", "concurrency": "8",
+               "utilization": "1"}
+    sides = []
+    for speed_, probe in ((1.0, 0.5), (1.2, 0.6)):  # the head's runner 20% slower: same configured cost
+        e = entry([20.0 * speed_ + i for i in range(30)], [probe] * 30)
+        prompts = {k: replace(r, cost=Decimal("0.00003125")) for k, r in e.prompts.items()}
+        sides.append(replace(e, pricing=pricing, prompts=MappingProxyType(prompts)))
+    verdict = compare_suite(sides[0], list(sides[1].prompts.values()), sides[1], rules, [], [], None, Decimal("1.25"))
+    row = next(r for r in verdict.rows if r.metric == "cost_per_request")
+    assert row.status == "pass", row
+
+
+@pytest.mark.parametrize("base_ms, note", [
+    (None, "the baseline has no calibration timings (re-record it)"),
+    ([1e-320] * 10, "fewer than 5 usable calibration timings on a side"),
+    ([0.5] * 4, "fewer than 5 usable calibration timings on a side"),
+])
+def test_calibration_that_cannot_be_used_is_said_and_skipped(base_ms, note):
+    from dataclasses import replace
+
+    base = entry([20.0 + i for i in range(30)], None)
+    if base_ms is not None:
+        base = replace(base, calibration=Calibration(WORKLOAD, tuple(base_ms)))
+    row, notes = judged(base, entry([20.0 + i for i in range(30)], [0.5] * 30))
+    assert row.status == "pass"
+    assert any(n.startswith("latency judged without calibration: ") and note in n for n in notes), notes

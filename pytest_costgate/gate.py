@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -41,12 +42,18 @@ class Meta:
 
 
 @contextlib.contextmanager
-def no_gc() -> Iterator[None]:
+def bulk_counting() -> Iterator[None]:
+    """No garbage collection, and a short GIL switch interval: the encoder threads hand the GIL back and ask
+    for it again between prompts, and at the default 5 ms they wait behind this thread's parsing instead of
+    counting (measured: a million short prompts counted much faster)."""
     enabled = gc.isenabled()
+    interval = sys.getswitchinterval()
     gc.disable()
+    sys.setswitchinterval(float(os.environ.get("COSTGATE_SWITCH_INTERVAL", "0.0005")))
     try:
         yield
     finally:
+        sys.setswitchinterval(interval)
         if enabled:
             gc.enable()
 
@@ -110,7 +117,7 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
             progress(len(table), max(total, len(table) + 1), 0, 0)
 
     # A small pipeline: while the encoder threads count one chunk, this thread parses and renders the next.
-    with ThreadPoolExecutor(workers) as pool, no_gc():  # millions of acyclic objects: nothing for the GC to find
+    with ThreadPoolExecutor(workers) as pool, bulk_counting():  # millions of acyclic objects: nothing for the GC to find
         inflight: deque[tuple[list[Any], Callable[[], list[int]]]] = deque()
         for chunk in stream.chunks():
             if keep is not None:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from openai_server import FakeOpenAI  # noqa: E402 - the loopback server the tests use
 from pytest_costgate.backends import Request  # noqa: E402
 from pytest_costgate.backends.openai import OpenAIBackend  # noqa: E402
-from pytest_costgate.config import ModelSpec, TokenizerSpec, TokenPrice  # noqa: E402
+from pytest_costgate.specs import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.measure import replay  # noqa: E402
 from pytest_costgate.tokens import load_counter  # noqa: E402
 

@@ -32,8 +32,10 @@ from pytest_costgate.backends import Completion, Request
 from pytest_costgate.backends.onnx import OnnxBackend
 from pytest_costgate.calibration import WORKLOAD, Probe
 from pytest_costgate.compare import compare_suite
-from pytest_costgate.config import MetricRule, ModelSpec, TokenizerSpec
-from pytest_costgate.document import Calibration, Metrics, PromptResult, SuiteEntry
+from pytest_costgate.config import MetricRule
+from pytest_costgate.specs import ModelSpec, TokenizerSpec
+from pytest_costgate.document import Calibration, Metrics, SuiteEntry
+from pytest_costgate.records import PromptResult
 from pytest_costgate.measure import replay, replay_interleaved
 from pytest_costgate.thresholds import parse_threshold
 from pytest_costgate.tokens import load_counter

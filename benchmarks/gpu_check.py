@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_costgate.backends import Request  # noqa: E402
 from pytest_costgate.backends.onnx import OnnxBackend, import_onnxruntime  # noqa: E402
-from pytest_costgate.config import ModelSpec, TokenizerSpec  # noqa: E402
+from pytest_costgate.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.errors import BackendError  # noqa: E402
 
 MODELS = ["llama-tiny", "llama-tiny-merged", "gpt2-tiny", "llama-tiny-nopast", "gpt2-tiny-nopast"]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_costgate.backends import Request  # noqa: E402
 from pytest_costgate.backends.onnx import OnnxBackend  # noqa: E402
-from pytest_costgate.config import ModelSpec, TokenizerSpec  # noqa: E402
+from pytest_costgate.specs import ModelSpec, TokenizerSpec
 
 PROMPTS = [f"Customer {i}: how do I reset my password? My invoice shows a double charge for order A-{1000 + i}."
            for i in range(32)]

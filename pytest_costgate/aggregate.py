@@ -13,7 +13,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Iterable, Mapping, Sequence
 
-from .document import Metrics, PromptResult, Records, decimal_text
+from .document import Metrics, decimal_text
+from .records import PromptResult, Records
 
 _WIDE = decimal.Context(prec=120, Emax=10**6, Emin=-(10**6))  # sums of money and tokens stay exact
 

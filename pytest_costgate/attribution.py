@@ -14,8 +14,9 @@ from fractions import Fraction
 from typing import Mapping, Sequence
 
 from .aggregate import _column, _weighted_mean
-from .config import GpuPrice, TokenPrice
-from .document import Attribution, PromptResult, Records, SuiteEntry, decimal_text
+from .specs import GpuPrice, TokenPrice
+from .document import Attribution, SuiteEntry, decimal_text
+from .records import PromptResult, Records
 from .pricing import MILLION, request_cost
 
 

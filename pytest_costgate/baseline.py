@@ -21,8 +21,9 @@ from typing import Any, Iterable, Mapping
 
 from filelock import FileLock, Timeout
 
-from .config import Config
-from .document import TEXT_COLUMNS, Document, SuiteEntry, Summary, decimal_text
+from .specs import Config
+from .document import Document, SuiteEntry, Summary, decimal_text
+from .records import TEXT_COLUMNS
 from .environment import environment, git_sha
 from .errors import BaselineError
 from .redact import redact

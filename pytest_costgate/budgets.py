@@ -10,7 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Sequence
 
-from .config import Budgets
+from .levers import Budgets
 from .verdict import Row, _fmt
 
 KEEP = 5  # offending prompts named in a note

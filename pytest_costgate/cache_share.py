@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import PrefixCache
+from .levers import PrefixCache
 
 PREFIX_NOTE = "the prefix every prompt shares now ends at"  # a verdict note; the comment's driver line quotes it
 

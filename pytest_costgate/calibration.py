@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -29,7 +29,6 @@ class Probe:
     """The fixed workload, on ONNX Runtime's CPU provider with one thread (built once, in memory)."""
 
     def __init__(self) -> None:
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         from .backends.onnx import import_onnxruntime

@@ -13,8 +13,9 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from .aggregate import aggregate, subset
 from .attribution import changed_files_text, price_change_text
-from .config import Config, SuiteSpec
-from .document import PromptChange, PromptResult, Records, SuiteEntry
+from .specs import Config, SuiteSpec
+from .document import PromptChange, SuiteEntry
+from .records import PromptResult, Records
 from .environment import comparable
 from .thresholds import METRICS, MetricRule
 from .verdict import Row, SuiteVerdict, _fmt, error_limit, judge

@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .levers import CALIBRATED, DEFAULT_MAX_FACTOR, calibration_bound, merged_budgets, prefix_cache, routes_of
 from .redact import register
+from .specs import Config, GpuPrice, ModelSpec, QualityRule, SuiteSpec, TemplateSpec, TokenizerSpec, TokenPrice
 from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
 from .yamlsrc import Key, Reader, did_you_mean, load_yaml
 
@@ -26,124 +27,6 @@ DEFAULT_THRESHOLDS: Mapping[str, MetricRule] = MappingProxyType({
 })
 
 
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """Which tokenizer counts tokens: a tiktoken encoding (maybe from a local file) or tokenizer.json."""
-
-    encoding: str | None = None
-    file: Path | None = None
-    tokenizer_json: Path | None = None
-    chat_template: Path | None = None  # a Jinja file; else tokenizer_config.json's next to tokenizer_json
-    per_message: int = 3
-    per_name: int = 1
-    reply_priming: int = 3
-
-
-@dataclass(frozen=True)
-class TokenPrice:
-    """API pricing in USD per million tokens."""
-
-    input_per_1m: Decimal
-    output_per_1m: Decimal
-    cached_input_per_1m: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class GpuPrice:
-    """GPU pricing: an instance's USD per hour turned into USD per request."""
-
-    usd_per_hour: Decimal
-    mode: str = "measured"  # measured | configured
-    concurrency: int = 1
-    latency_s: Decimal | None = None
-    utilization: Decimal = Decimal(1)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    backend: str
-    options: Mapping[str, Any]
-    tokenizer: TokenizerSpec
-    pricing: TokenPrice | GpuPrice | None
-    where: str
-    base_dir: Path
-
-
-@dataclass(frozen=True)
-class TemplateSpec:
-    """A text template file, or a chat template: (role, source, origin) triples."""
-
-    text: Path | None = None
-    chat: tuple[tuple[str, str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class QualityRule:
-    """Minimum agreement of outputs with the baseline's outputs (or the prompts' references)."""
-
-    min_exact_match: Decimal | None = None
-    min_similarity: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class PrefixCache:
-    """A provider's prompt-caching rule: prefixes of at least `min_tokens` are cached, in `block`-token steps."""
-
-    min_tokens: int = 1024
-    block: int = 128
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Limits that hold whatever the baseline says (None: no limit)."""
-
-    input_tokens_max: int | None = None
-    output_tokens_max: int | None = None
-    cost_per_request_max: Decimal | None = None
-    latency_p95_max: Decimal | None = None  # ms
-
-
-@dataclass(frozen=True)
-class SuiteSpec:
-    name: str
-    model: ModelSpec
-    prompts: Path
-    template: TemplateSpec | None
-    params: Mapping[str, Any]
-    requests_per_month: Decimal | None
-    tokens_only: bool
-    thresholds: Mapping[str, MetricRule]
-    max_error_rate: Decimal
-    warmup: int
-    where: str
-    repeats: int = 1
-    quality: QualityRule | None = None
-    time_budget_s: Decimal | None = None
-    replay: str = "full"  # full | changed (replay only prompts whose request changed since the baseline)
-    shards: int = 1  # pytest items the suite's prompts are split into (spread over xdist workers)
-    routing_default: str | None = None  # a routed suite: the model requests should stay on
-    routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None  # routed: served name -> (model, pricing)
-    prefix_cache: PrefixCache | None = None
-    budgets: Budgets | None = None
-    calibration_max_factor: Decimal | None = None  # machine-speed calibration on (the bound), None: off
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    baseline: Path
-    suites: tuple[SuiteSpec, ...]
-    price_source: str | None = None
-    price_date: str | None = None
-    on_missing_baseline: str = "pass"
-    time_budget_s: Decimal | None = None
-    on_time_budget: str = "judge"
-    models: Mapping[str, ModelSpec] = field(default_factory=dict)
-
-    def suite(self, name: str) -> SuiteSpec:
-        return next(s for s in self.suites if s.name == name)
-
 
 NAME = re.compile(r"\w(?:[\w. -]*[\w.-])?")
 TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites", "on_missing_baseline",
@@ -154,7 +37,6 @@ SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "r
                    "replay", "shards", "routing", "prefix_cache", "budgets", "calibration"})
 DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
                       "replay", "shards", "prefix_cache", "budgets", "calibration"})
-BUDGETS = frozenset({"input_tokens_max", "output_tokens_max", "cost_per_request_max", "latency_p95_max"})
 
 
 def load_config(path: Path) -> Config:
@@ -423,77 +305,11 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         shards=int(r.number(split, Decimal(1), integer=True, maximum=Decimal(1024))) if split else 1,
         routing_default=str(routing["default"]) if routing else None,
         routes=routes_of(models) if routing else None,
-        prefix_cache=_prefix_cache(r, cache) if cache else None,
-        budgets=_merged_budgets(r, key, node, defaults) if limits else None,
-        calibration_max_factor=_calibration(r, probe) if probe else
+        prefix_cache=prefix_cache(r, cache) if cache else None,
+        budgets=merged_budgets(r, key, node, defaults) if limits else None,
+        calibration_max_factor=calibration_bound(r, probe) if probe else
         (DEFAULT_MAX_FACTOR if models[model].backend in CALIBRATED else None),
         where=r.src.where(key),
     )
 
 
-def routes_of(models: Mapping[str, ModelSpec]) -> Mapping[str, tuple[str, TokenPrice | GpuPrice | None]]:
-    """What a router may answer with, to the models: entry that prices it: the entry's name, and the API model
-    id it sets (`model:` of an openai backend), which a server reports back (maybe as a dated snapshot,
-    'gpt-4o-mini-2024-07-18', matched in measure.route)."""
-    out: dict[str, tuple[str, TokenPrice | GpuPrice | None]] = {}
-    for name, spec in models.items():
-        api = spec.options.get("model")
-        if isinstance(api, str) and api and api not in models:
-            out.setdefault(api, (name, spec.pricing))
-    out.update({name: (name, spec.pricing) for name, spec in models.items()})
-    return MappingProxyType(out)
-
-
-CALIBRATED = ("onnx", "genai")  # models computed on this machine: its speed is theirs (not a server's, not a sleep's)
-DEFAULT_MAX_FACTOR = Decimal("1.25")
-
-
-def _calibration(r: Reader, key: Key) -> Decimal | None:
-    """`calibration: off`, `on`, or `{max_factor: 1.25}` (runner speed differing more: latency not comparable)."""
-    value = r.value(key)
-    if value is False or value == "off":
-        return None
-    if value is True or value == "on":
-        return DEFAULT_MAX_FACTOR
-    r.mapping(key, {"max_factor"}, required=("max_factor",))
-    return r.number(key + ("max_factor",), Decimal("1.01"), maximum=Decimal(10))
-
-
-def _prefix_cache(r: Reader, key: Key) -> PrefixCache:
-    node = r.mapping(key, {"min_tokens", "block"})
-    values = {k: int(r.number(key + (k,), Decimal(1), integer=True, maximum=Decimal(10**7))) for k in node}
-    return PrefixCache(**values)
-
-
-def _merged_budgets(r: Reader, key: Key, node: Mapping[str, Any], defaults: Mapping[str, Any]) -> Budgets:
-    """The defaults' budgets with the suite's on top, limit by limit (as thresholds merge)."""
-    merged = Budgets()
-    for where in ((("defaults", "budgets"),) if "budgets" in defaults else ()) + \
-            ((key + ("budgets",),) if "budgets" in node else ()):
-        own = _budgets(r, where)
-        merged = replace(merged, **{f: getattr(own, f) for f in BUDGETS if getattr(own, f) is not None})
-    return merged
-
-
-def _budgets(r: Reader, key: Key) -> Budgets:
-    node = r.mapping(key, BUDGETS)
-    values: dict[str, Any] = {}
-    for name in node:
-        raw = r.value(key + (name,))
-        text = str(raw).strip().replace(",", "") if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) \
-            else ""
-        unit = {"cost_per_request_max": "$", "latency_p95_max": "ms"}.get(name, "")
-        number = text.removeprefix("$") if unit == "$" else text.removesuffix("ms").strip() if unit == "ms" else text
-        try:
-            amount = Decimal(number)
-            if not amount.is_finite() or amount <= 0 or amount > Decimal(10**9):
-                raise ValueError
-        except (ArithmeticError, ValueError):
-            example = {"$": "'$0.002'", "ms": "'800ms'"}.get(unit, "4000")
-            raise r.fail(key + (name,), f"{raw!r} is not a budget: write a positive number such as {example}.") from None
-        if unit == "$" and not text.startswith("$"):
-            raise r.fail(key + (name,), f"write money with a dollar sign, e.g. '${number}'.")
-        if not unit and amount != amount.to_integral_value():
-            raise r.fail(key + (name,), f"a token budget is a whole number of tokens, got {raw!r}.")
-        values[name] = int(amount) if not unit else amount
-    return Budgets(**values)

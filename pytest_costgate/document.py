@@ -6,14 +6,13 @@ the code works on these records and never on raw JSON.
 from __future__ import annotations
 
 import decimal
-import operator
-from collections import abc
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Mapping
 
+from .records import ROWS_LIMIT, PromptResult, Records, prompt_rows
 from .verdict import SuiteVerdict
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -29,164 +28,6 @@ def decimal_text(value: Decimal | Fraction) -> str:
     if not value.is_finite():
         return str(value)
     return f"{value.quantize(Decimal('1e-12'), context=WIDE).normalize(context=WIDE):f}"
-
-
-@dataclass(frozen=True, slots=True)
-class PromptResult:
-    """What one prompt measured (tokens exact, timings in ms, cost in USD)."""
-
-    id: str
-    weight: Decimal
-    rendered_tokens: int
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    token_source: str = "tokenizer"
-    ttft_ms: float | None = None
-    e2e_ms: float | None = None
-    tpot_ms: float | None = None
-    busy_ms: float | None = None
-    runs: int | None = None
-    e2e_runs: tuple[float, ...] | None = None
-    cost: Decimal | None = None
-    output: str | None = None
-    output_sha: str | None = None
-    error: str | None = None
-    note: str | None = None
-    request_hash: str | None = None  # what was sent (model, endpoint, params, rendered prompt), for reuse
-    reused: bool = False  # copied from the baseline, not replayed: never in latency statistics
-    cacheable_tokens: int | None = None  # input tokens a prefix cache could serve (the suite's prefix_cache rule)
-    served_by: str | None = None  # the model a router sent the request to (routed suites)
-
-
-PROMPT_COLUMNS = tuple(f.name for f in fields(PromptResult))
-TEXT_COLUMNS = frozenset({"id", "output", "error", "note", "served_by"})  # free text: what redaction looks at
-_ROW = operator.attrgetter(*PROMPT_COLUMNS)
-
-
-_WEIGHT, _COST, _RUNS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs"))
-FIELDS = PROMPT_COLUMNS[1:]
-ROWS_LIMIT = 10_000  # up to this many prompts are stored a row per line; more, a column per list
-
-
-class Records(Mapping[str, PromptResult]):
-    """Per-prompt results stored column-wise: one list per field, a PromptResult built only when one is asked for.
-
-    A million prompts as objects cost ~400 bytes and a microsecond or two each to make; as columns they are
-    a few pointers each, and sums, subsets and the stored rows are computed a column at a time.
-    """
-
-    __slots__ = ("ids", "columns", "_index")
-
-    def __init__(self, ids: list[str], columns: Mapping[str, Sequence[Any]]) -> None:
-        self.ids = ids
-        self.columns = dict(columns)
-        self._index: dict[str, int] | None = None
-
-    @classmethod
-    def of(cls, results: Iterable[PromptResult]) -> Records:
-        results = list(results)
-        if not results:
-            return cls([], {name: [] for name in FIELDS})
-        table = list(zip(*map(_ROW, results)))
-        return cls(list(table[0]), dict(zip(FIELDS, table[1:])))
-
-    def column(self, name: str) -> Sequence[Any]:
-        return self.ids if name == "id" else self.columns[name]
-
-    def index(self) -> dict[str, int]:
-        if self._index is None:
-            self._index = {pid: i for i, pid in enumerate(self.ids)}
-        return self._index
-
-    def __getitem__(self, pid: str) -> PromptResult:
-        i = self.index()[pid]
-        return PromptResult(pid, *(self.columns[name][i] for name in FIELDS))
-
-    def __contains__(self, pid: object) -> bool:
-        return pid in self.index()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.ids)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def values(self) -> Any:  # type: ignore[override]
-        return _Values(self)
-
-    def select(self, positions: Sequence[int]) -> Records:
-        """The records at these row positions, in that order."""
-        if len(positions) == len(self.ids) and all(i == p for i, p in enumerate(positions)):
-            return self
-        pick = operator.itemgetter(*positions) if positions else None
-
-        def take(values: Sequence[Any]) -> list[Any]:
-            if pick is None:
-                return []
-            chosen = pick(values)
-            return list(chosen) if len(positions) > 1 else [chosen]
-
-        return Records(take(self.ids), {name: take(values) for name, values in self.columns.items()})
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Records):
-            return self.ids == other.ids and all(list(self.columns[n]) == list(other.columns[n]) for n in FIELDS)
-        return abc.Mapping.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class _Values:
-    """records.values(): PromptResults made one at a time, with a length."""
-
-    def __init__(self, records: Records) -> None:
-        self.records = records
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[PromptResult]:
-        records = self.records
-        columns = [records.columns[name] for name in FIELDS]
-        return (PromptResult(*row) for row in zip(records.ids, *columns))
-
-
-def prompt_rows(prompts: Iterable[PromptResult] | Records) -> dict[str, Any]:
-    """Per-prompt records in the compact columnar form: one row per prompt, values in PROMPT_COLUMNS order."""
-    if isinstance(prompts, Records):
-        return _rows_of(prompts)
-    rows = []
-    one = Decimal(1)
-    for record in prompts:
-        row = list(_ROW(record))
-        weight, cost, runs = row[_WEIGHT], row[_COST], row[_RUNS]
-        row[_WEIGHT] = "1" if weight == one else format(weight.normalize(), "f")
-        if cost is not None:
-            row[_COST] = format(cost.normalize(), "f")
-        if runs is not None:
-            row[_RUNS] = list(runs)
-        rows.append(row)
-    return {"columns": list(PROMPT_COLUMNS), "rows": rows}
-
-
-def _rows_of(records: Records) -> dict[str, Any]:
-    """The stored rows of column-wise records, converting a column at a time (weights: a few distinct values)."""
-    weights: dict[Any, str] = {}
-    columns = []
-    for name in FIELDS:
-        values = records.columns[name]
-        if name == "weight":
-            values = [weights[w] if w in weights else weights.setdefault(w, "1" if w == 1 else
-                                                                          format(w.normalize(), "f")) for w in values]
-        elif name == "cost":
-            values = [None if c is None else format(c.normalize(), "f") for c in values]
-        elif name == "e2e_runs":
-            values = [None if r is None else list(r) for r in values]
-        columns.append(values)
-    if len(records.ids) > ROWS_LIMIT:  # column-major: a diff of this many prompts is no review, speed is
-        return {"columns": list(PROMPT_COLUMNS), "data": [list(records.ids), *map(list, columns)]}
-    return {"columns": list(PROMPT_COLUMNS), "rows": list(map(list, zip(records.ids, *columns)))}
 
 
 METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",

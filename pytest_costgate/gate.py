@@ -18,8 +18,9 @@ from .aggregate import aggregate
 from .attribution import attribute
 from .backends import Request, create_backend
 from .compare import distinct, judge_suite, prompt_changes
-from .config import Config, SuiteSpec
-from .document import Document, PromptResult, Records, SuiteEntry, decimal_text
+from .specs import Config, SuiteSpec
+from .document import Document, SuiteEntry, decimal_text
+from .records import PromptResult, Records
 from .environment import environment
 from .incremental import model_identity, request_hash, split
 from .shards import shard_of
@@ -263,7 +264,7 @@ def prefix_shares(spec: SuiteSpec, prep: Prepared) -> dict[str, int]:
 def with_prefix_shares(spec: SuiteSpec, records: Records, shares: Mapping[str, int]) -> Records:
     """Tokens-only records with their cacheable tokens, and, when the pricing has a cached-input price, the
     cost those tokens would have at it: the projected effect of the prompt layout, before any call."""
-    from .config import TokenPrice
+    from .specs import TokenPrice
     from .pricing import request_cost
 
     columns = dict(records.columns)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .backends import Request, backend_class
-from .config import ModelSpec
-from .document import PromptResult
+from .specs import ModelSpec
+from .records import PromptResult
 
 SECRET_OPTIONS = frozenset({"headers"})  # credentials never enter a hash that is stored
 

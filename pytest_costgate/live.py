@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from .config import Config, SuiteSpec, load_config
+from .config import load_config
+from .specs import Config, SuiteSpec
 from .document import Document, SuiteEntry
 from .errors import ConfigError, CostgateError
 from .redact import shorten

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
 from .backends import Backend, Completion, Request
-from .config import GpuPrice, TokenPrice
-from .document import PROMPT_COLUMNS, PromptResult, Records
+from .specs import GpuPrice, TokenPrice
+from .records import PROMPT_COLUMNS, PromptResult, Records
 from .pricing import request_cost
 from .redact import redact, shorten
 from .tokens import TokenCounter

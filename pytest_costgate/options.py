@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .config import Config
+    from .specs import Config
     from .document import Document, SuiteEntry
 
 # flag, ini name, metavar (None: a boolean switch), help

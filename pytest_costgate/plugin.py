@@ -189,7 +189,7 @@ class SuiteFailure:
             return first
         from .errors import CostgateError
         from .escape import terminal
-        from .report.markdown import driver
+        from .report.drivers import driver
         from .schema import suite_from
 
         entry = result["entry"]

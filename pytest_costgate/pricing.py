@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .config import GpuPrice, TokenPrice
+from .specs import GpuPrice, TokenPrice
 
 MILLION = Decimal(1_000_000)
 HOUR = Decimal(3600)

@@ -5,8 +5,8 @@ import difflib
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from .config import QualityRule
-from .document import PromptResult
+from .specs import QualityRule
+from .records import PromptResult
 from .verdict import Row
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import threading
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"

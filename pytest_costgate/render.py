@@ -17,7 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
 
-from .config import TemplateSpec
+from .specs import TemplateSpec
 from .errors import TemplateError
 from .prompts import PromptRecord
 

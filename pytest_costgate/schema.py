@@ -6,136 +6,27 @@ Errors name the file and the JSON path and say the fix, e.g.
 from __future__ import annotations
 
 import json
-import math
-import re
 import stat
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from . import SCHEMA, __version__
-from .document import (METRIC_FIELDS, PROMPT_COLUMNS, Attribution, Calibration, Document, Metrics, PromptChange, PromptResult, Records,
-                       SuiteEntry, Summary)
+from .document import METRIC_FIELDS, Attribution, Calibration, Document, Metrics, PromptChange, SuiteEntry, Summary
+from .records import PromptResult, Records
 from .errors import BaselineError
-from .escape import visible
+from .jsonreader import MAX_BYTES, MAX_TEXT, MAX_TOKENS, Path_, JsonReader, shown
 from .verdict import ORDER, ROW_STATUSES, Row, SuiteVerdict
-
-MAX_NUMBER = Decimal(10) ** 24  # dollars, tokens or requests beyond this are damage, not data
-MAX_TOKENS = 100_000_000
-MAX_TEXT = 1 << 20
-MAX_BYTES = 2 << 30
-_HASH = re.compile(r"[0-9a-f]{8,64}")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-Path_ = tuple[Any, ...]
-
-
-def json_path(path: Path_) -> str:
-    """suites.s.prompts["a b"].cost"""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENT.fullmatch(str(part)):
-            out += f".{part}" if out else str(part)
-        else:
-            out += f"[{json.dumps(visible(str(part))[:60])}]"
-    return out or "(top level)"
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return visible(text if len(text) <= 40 else text[:39] + "…")
-
-
-class _Reader:
-    def __init__(self, source: str, fix: str) -> None:
-        self.source, self.fix = source, fix
-
-    def fail(self, path: Path_, message: str) -> BaselineError:
-        return BaselineError(f"{self.source}: {json_path(path)}: {message} {self.fix}")
-
-    def obj(self, value: Any, path: Path_, optional: bool = False) -> Mapping[str, Any]:
-        if value is None and optional:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected an object, got {_shown(value)}.")
-        return value
-
-    def items(self, value: Any, path: Path_) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(path, f"expected a list, got {_shown(value)}.")
-        return value
-
-    def text(self, value: Any, path: Path_, optional: bool = True, limit: int = 10_000) -> str | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or len(value) > limit:
-            raise self.fail(path, f"expected text of at most {limit:,} characters, got {_shown(value)}.")
-        return value
-
-    def choice(self, value: Any, path: Path_, choices: Any, default: str | None = None) -> str:
-        if value is None and default is not None:
-            return default
-        if not isinstance(value, str) or value not in choices:
-            raise self.fail(path, f"expected one of {', '.join(sorted(choices))}, got {_shown(value)}.")
-        return str(value)
-
-    def hexhash(self, value: Any, path: Path_) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not _HASH.fullmatch(value):
-            raise self.fail(path, f"expected a hex hash, got {_shown(value)}.")
-        return value
-
-    def decimal(self, value: Any, path: Path_, signed: bool = False, positive: bool = False) -> Decimal | None:
-        if value is None:
-            return None
-        try:
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
-                    isinstance(value, str) and len(value) > 60):
-                raise InvalidOperation
-            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        except (InvalidOperation, ValueError):
-            raise self.fail(path, f"expected a decimal string, got {_shown(value)}.") from None
-        if not number.is_finite() or abs(number) > MAX_NUMBER or (number != 0 and number.adjusted() < -30):
-            raise self.fail(path, f"expected a finite decimal of sane size, got {_shown(value)}.")
-        if (number < 0 and not signed) or (positive and number <= 0):
-            raise self.fail(path, f"expected a {'positive' if positive else 'non-negative'} number, got {_shown(value)}.")
-        return number
-
-    def count(self, value: Any, path: Path_, signed: bool = False, minimum: int = 0) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_NUMBER \
-                or (not signed and value < minimum):
-            raise self.fail(path, f"expected a whole number{'' if signed else f' >= {minimum}'}, got {_shown(value)}.")
-        return value
-
-    def real(self, value: Any, path: Path_) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-                or value > 1e12:
-            raise self.fail(path, f"expected a non-negative number, got {_shown(value)}.")
-        return float(value)
-
-    def strings(self, value: Any, path: Path_, limit: int = 10_000) -> dict[str, str]:
-        node = self.obj(value, path, optional=True)
-        return {self.text(k, path, False, 200) or "": self.text(v, path + (k,), False, limit) or ""
-                for k, v in node.items()}
-
 
 def parse_document(data: Any, source: str, fix: str = "Restore it from git or re-create it with "
                    "--costgate-update-baseline.") -> Document:
     """Validate a decoded costgate/1 document into typed records."""
-    r = _Reader(source, fix)
+    r = JsonReader(source, fix)
     if not isinstance(data, dict) or "schema" not in data:
         raise BaselineError(f"{source}: not a costgate document (no 'schema' field). {fix}")
     if data["schema"] != SCHEMA:
-        raise BaselineError(f"{source}: schema is {_shown(data['schema'])}, this costgate {__version__} reads "
+        raise BaselineError(f"{source}: schema is {shown(data['schema'])}, this costgate {__version__} reads "
                             f"{SCHEMA!r}. Re-create it with --costgate-update-baseline on the base branch.")
     suites_node = r.obj(data.get("suites"), ("suites",))
     suites = {r.text(name, ("suites",), False, 200) or "": parse_suite(entry, r, ("suites", name))
@@ -166,7 +57,7 @@ def parse_document(data: Any, source: str, fix: str = "Restore it from git or re
     )
 
 
-def _summary(node: Mapping[str, Any], r: _Reader) -> Summary:
+def _summary(node: Mapping[str, Any], r: JsonReader) -> Summary:
     path: Path_ = ("summary",)
     return Summary(
         status=r.choice(node.get("status"), path + ("status",), ORDER, default="pass"),
@@ -184,16 +75,18 @@ def suite_from(data: Any, where: str) -> SuiteEntry:
     """A suite entry as an xdist worker sent it (plain data), or as is when it never left this process."""
     if isinstance(data, SuiteEntry):
         return data
-    return parse_suite(data, _Reader(where, "This is a bug in pytest-costgate; please report it."), ("entry",))
+    return parse_suite(data, JsonReader(where, "This is a bug in pytest-costgate; please report it."), ("entry",))
 
 
-def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
+def parse_suite(data: Any, r: JsonReader, path: Path_) -> SuiteEntry:
+    from .schema_prompts import column_major, columnar  # (it builds on this module's reader and record checks)
+
     node = r.obj(data, path)
     prompts_node = r.obj(node.get("prompts"), path + ("prompts",))
     if "columns" in prompts_node and "data" in prompts_node:
-        prompts = _column_major(prompts_node, r, path + ("prompts",))
+        prompts = column_major(prompts_node, r, path + ("prompts",))
     elif "columns" in prompts_node and "rows" in prompts_node:
-        prompts = _columnar(prompts_node, r, path + ("prompts",))
+        prompts = columnar(prompts_node, r, path + ("prompts",))
     else:  # the older form: an object of records keyed by prompt id
         prompts = {r.text(pid, path + ("prompts",), False, 1000) or "": _record(pid, rec, r, path + ("prompts", pid))
                    for pid, rec in prompts_node.items()}
@@ -234,14 +127,14 @@ def parse_suite(data: Any, r: _Reader, path: Path_) -> SuiteEntry:
     )
 
 
-def _files(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+def _files(value: Any, r: JsonReader, path: Path_) -> dict[str, str]:
     node = r.obj(value, path, optional=True)
     if len(node) > 1000:
         raise r.fail(path, f"expected at most 1,000 template files, got {len(node):,}.")
     return {r.text(k, path, False, 1000) or "": r.hexhash(v, path + (k,)) or "" for k, v in node.items()}
 
 
-def _calibration(value: Any, r: _Reader, path: Path_) -> Calibration | None:
+def _calibration(value: Any, r: JsonReader, path: Path_) -> Calibration | None:
     if value is None:
         return None
     node = r.obj(value, path)
@@ -252,7 +145,7 @@ def _calibration(value: Any, r: _Reader, path: Path_) -> Calibration | None:
                        tuple(r.real(v, path + ("ms", i)) or 0.0 for i, v in enumerate(samples)))
 
 
-def _shares(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+def _shares(value: Any, r: JsonReader, path: Path_) -> dict[str, str]:
     node = r.strings(value, path, 60)
     if len(node) > 1000:
         raise r.fail(path, f"expected at most 1,000 models, got {len(node):,}.")
@@ -263,7 +156,7 @@ def _shares(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
     return node
 
 
-def _attribution(value: Any, r: _Reader, path: Path_) -> Attribution:
+def _attribution(value: Any, r: JsonReader, path: Path_) -> Attribution:
     node = r.obj(value, path)
 
     def names(key: str) -> tuple[str, ...]:
@@ -275,7 +168,7 @@ def _attribution(value: Any, r: _Reader, path: Path_) -> Attribution:
     def flag(key: str) -> bool:
         value = node.get(key, False)
         if not isinstance(value, bool):
-            raise r.fail(path + (key,), f"expected true or false, got {_shown(value)}.")
+            raise r.fail(path + (key,), f"expected true or false, got {shown(value)}.")
         return value
 
     pricing = node.get("base_pricing")
@@ -293,7 +186,7 @@ def _attribution(value: Any, r: _Reader, path: Path_) -> Attribution:
     )
 
 
-def _pricing(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
+def _pricing(value: Any, r: JsonReader, path: Path_) -> dict[str, str]:
     node = r.strings(value, path, 100)
     kind = r.choice(node.get("kind"), path + ("kind",), ("tokens", "gpu"))
     for key, text in node.items():
@@ -304,7 +197,7 @@ def _pricing(value: Any, r: _Reader, path: Path_) -> dict[str, str]:
     return {**node, "kind": kind}
 
 
-def _metrics(value: Any, r: _Reader, path: Path_) -> Metrics:
+def _metrics(value: Any, r: JsonReader, path: Path_) -> Metrics:
     node = r.obj(value, path, optional=True)
     values: dict[str, Any] = {}
     for name in METRIC_FIELDS:
@@ -318,7 +211,7 @@ def _metrics(value: Any, r: _Reader, path: Path_) -> Metrics:
     return Metrics(**values)
 
 
-def _latency(value: Any, r: _Reader, path: Path_) -> dict[str, Mapping[str, float] | None]:
+def _latency(value: Any, r: JsonReader, path: Path_) -> dict[str, Mapping[str, float] | None]:
     node = r.obj(value, path, optional=True)
     out: dict[str, Mapping[str, float] | None] = {}
     for name, stats in node.items():
@@ -329,7 +222,7 @@ def _latency(value: Any, r: _Reader, path: Path_) -> dict[str, Mapping[str, floa
     return out
 
 
-def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
+def _record(pid: str, value: Any, r: JsonReader, path: Path_) -> PromptResult:
     node = r.obj(value, path)
 
     def count(name: str, limit: int = MAX_TOKENS) -> int | None:
@@ -363,165 +256,23 @@ def _record(pid: str, value: Any, r: _Reader, path: Path_) -> PromptResult:
     )
 
 
-def _flag(value: Any, r: _Reader, path: Path_) -> bool:
+def _flag(value: Any, r: JsonReader, path: Path_) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise r.fail(path, f"expected true or false, got {_shown(value)}.")
+        raise r.fail(path, f"expected true or false, got {shown(value)}.")
     return value
 
 
-def _column_major(node: Mapping[str, Any], r: _Reader, path: Path_) -> Mapping[str, PromptResult]:
-    """Per-prompt values a column per list (big suites): checked a column at a time, else row by row."""
-    columns = r.items(node.get("columns"), path + ("columns",))
-    data = r.items(node.get("data"), path + ("data",))
-    if len(data) != len(columns) or not all(isinstance(c, list) for c in data) or len({len(c) for c in data}) > 1:
-        raise r.fail(path + ("data",), f"expected {len(columns)} lists of one length (one per column).")
-    quick = _columns_fast(columns, None, data)
-    if quick is not None:
-        return quick
-    return _columnar({"columns": columns, "rows": [list(row) for row in zip(*data)]}, r, path, fast=False)
 
-
-def _columnar(node: Mapping[str, Any], r: _Reader, path: Path_, fast: bool = True) -> Mapping[str, PromptResult]:
-    """Rows of per-prompt values in the order `columns` names (unknown columns, from a newer costgate, ignored)."""
-    columns = r.items(node.get("columns"), path + ("columns",))
-    if not all(isinstance(c, str) for c in columns) or "id" not in columns or len(set(columns)) != len(columns):
-        raise r.fail(path + ("columns",), "expected a list of distinct column names including 'id'.")
-    known = [(i, name) for i, name in enumerate(columns) if name in PROMPT_COLUMNS]
-    width = len(columns)
-    rows = r.items(node.get("rows"), path + ("rows",))
-    quick = _columns_fast(columns, rows) if fast else None
-    if quick is not None:
-        return quick
-    out: dict[str, PromptResult] = {}
-    for n, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != width:
-            raise r.fail(path + ("rows", n), f"expected a list of {width} values (one per column), got {_shown(row)}.")
-        record = {name: row[i] for i, name in known if row[i] is not None}
-        pid = record.pop("id")
-        if not isinstance(pid, str) or not pid or len(pid) > 1000:
-            raise r.fail(path + ("rows", n, "id"), f"expected a prompt id, got {_shown(pid)}.")
-        if pid in out:
-            raise r.fail(path + ("rows", n, "id"), f"prompt id {_shown(pid)} appears twice.")
-        out[pid] = _record(pid, record, r, path + ("rows", n))
-    return out
-
-
-_DECIMAL_TEXT = re.compile(r"[0-9]{1,24}(\.[0-9]{1,30})?")
-
-
-_NONE = type(None)
-
-
-def _present(values: Sequence[Any], types: set[type]) -> list[Any]:
-    return [v for v in values if v is not None] if _NONE in types else list(values)
-
-
-def _ints(lo: int, hi: int, optional: bool = True) -> Any:
-    def check(values: Sequence[Any]) -> bool:
-        types = set(map(type, values))
-        if not types <= ({int, _NONE} if optional else {int}):
-            return False
-        nums = _present(values, types)
-        return not nums or (min(nums) >= lo and max(nums) <= hi)
-    return check
-
-
-def _times(values: Sequence[Any]) -> bool:
-    types = set(map(type, values))
-    if not types <= {int, float, _NONE}:
-        return False
-    nums = _present(values, types)
-    return not nums or (math.isfinite(math.fsum(nums)) and min(nums) >= 0 and max(nums) <= 1e12)
-
-
-def _texts(limit: int, optional: bool = True) -> Any:
-    def check(values: Sequence[Any]) -> bool:
-        types = set(map(type, values))
-        if not types <= ({str, _NONE} if optional else {str}):
-            return False
-        lengths = list(map(len, _present(values, types)))
-        return not lengths or (min(lengths) > 0 and max(lengths) <= limit)
-    return check
-
-
-def _each(test: Any) -> Any:
-    """A check of every distinct non-null value (hashes and decimals repeat a lot)."""
-    def check(values: Sequence[Any]) -> bool:
-        return set(map(type, values)) <= {str, _NONE} and all(v is None or test(v) for v in set(values))
-    return check
-
-
-def _floats(values: Sequence[Any]) -> Sequence[Any]:
-    return values if int not in set(map(type, values)) else tuple(None if v is None else float(v) for v in values)
-
-
-def _decimals(values: Sequence[Any]) -> Sequence[Any]:
-    cache: dict[str, Decimal] = {}
-    return tuple(None if v is None else cache[v] if v in cache else cache.setdefault(v, Decimal(v)) for v in values)
-
-
-_hash = _each(lambda v: type(v) is str and _HASH.fullmatch(v) is not None)
-_decimal = _each(lambda v: type(v) is str and _DECIMAL_TEXT.fullmatch(v) is not None)
-
-# Per column: (a check of the whole column, a conversion to the record's type). A column without an entry makes
-# the fast path step aside for the exact, record-by-record checks.
-_FAST: dict[str, tuple[Any, Any]] = {
-    "id": (_texts(1000, optional=False), None),
-    "weight": (lambda vs: None not in vs and _decimal(vs) and all(v.strip("0.") for v in set(vs)), _decimals),
-    "rendered_tokens": (_ints(0, MAX_TOKENS, optional=False), None),
-    "input_tokens": (_ints(0, MAX_TOKENS), None), "output_tokens": (_ints(0, MAX_TOKENS), None),
-    "cached_tokens": (_ints(0, MAX_TOKENS), None),
-    "token_source": (_texts(40, optional=False), None),
-    "ttft_ms": (_times, _floats), "e2e_ms": (_times, _floats), "tpot_ms": (_times, _floats),
-    "busy_ms": (_times, _floats),
-    "runs": (_ints(1, MAX_TOKENS), None),
-    "e2e_runs": (lambda vs: all(v is None or (type(v) is list and v and _times(v) and None not in v) for v in vs),
-                 lambda vs: tuple(None if v is None else tuple(float(x) for x in v) for v in vs)),
-    "cost": (_decimal, _decimals),
-    "output": (_texts(MAX_TEXT), None), "error": (_texts(10_000), None), "note": (_texts(10_000), None),
-    "output_sha": (_hash, None), "request_hash": (_hash, None),
-    "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: tuple(v is True for v in vs)),
-    "cacheable_tokens": (_ints(0, MAX_TOKENS), None), "served_by": (_texts(500), None),
-}
-
-
-def _columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any]] | None = None) -> Records | None:
-    """Rows checked a column at a time (mostly in C: type sets, min and max) and built positionally: several times
-    faster than record by record, which matters at a million prompts. Anything unusual returns None and the
-    exact, located checks run instead."""
-    if list(columns) != list(PROMPT_COLUMNS) or not all(name in _FAST for name in columns):
-        return None
-    width = len(columns)
-    if data is None:
-        if not all(type(row) is list and len(row) == width for row in rows or ()):
-            return None
-        if not rows:
-            return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
-        data = list(zip(*rows))
-    if not data[0]:
-        return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
-    converted = []
-    for name, values in zip(columns, data):
-        check, convert = _FAST[name]
-        if not check(values):
-            return None
-        converted.append(values if convert is None else convert(values))
-    ids = converted[0]
-    if len(set(ids)) != len(ids):
-        return None
-    return Records(list(ids), {name: list(values) for name, values in zip(columns[1:], converted[1:])})
-
-
-def _verdict(value: Any, r: _Reader, path: Path_) -> SuiteVerdict:
+def _verdict(value: Any, r: JsonReader, path: Path_) -> SuiteVerdict:
     node = r.obj(value, path)
     rows = []
     for i, row in enumerate(r.items(node.get("rows"), path + ("rows",))):
         key = path + ("rows", i)
         item = r.obj(row, key)
-        shown = {name: r.decimal(item.get(name), key + (name,), signed=True) for name in ("baseline", "candidate", "delta")}
-        text = {name: None if value is None else _plain(value) for name, value in shown.items()}
+        values = {name: r.decimal(item.get(name), key + (name,), signed=True) for name in ("baseline", "candidate", "delta")}
+        text = {name: None if value is None else _plain(value) for name, value in values.items()}
         rows.append(Row(
             metric=r.text(item.get("metric"), key + ("metric",), False, 500) or "",
             baseline=text["baseline"], candidate=text["candidate"], delta=text["delta"],
@@ -539,7 +290,7 @@ def _plain(value: Decimal) -> str:
     return f"{value:f}" if -30 < value.adjusted() < 30 else str(value)
 
 
-def _change(value: Any, r: _Reader, path: Path_) -> PromptChange:
+def _change(value: Any, r: JsonReader, path: Path_) -> PromptChange:
     node = r.obj(value, path)
     return PromptChange(
         id=r.text(node.get("id"), path + ("id",), False, 1000) or "",

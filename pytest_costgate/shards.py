@@ -14,7 +14,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from .document import Calibration, PromptResult, SuiteEntry, decimal_text
+from .document import Calibration, SuiteEntry, decimal_text
+from .records import PromptResult
 from .errors import CostgateError
 
 _SHARD = re.compile(r"^\s*([0-9]{1,4})\s*/\s*([0-9]{1,4})\s*$")

@@ -8,7 +8,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .config import TokenizerSpec
+from .specs import TokenizerSpec
 from .errors import TokenizerError
 from .redact import shorten
 

@@ -9,11 +9,11 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from conftest import records
 from pytest_costgate.calibration import WORKLOAD, Probe, speed
 from pytest_costgate.compare import compare_suite, round_spread
 from pytest_costgate.config import MetricRule
-from pytest_costgate.document import Calibration, Metrics, PromptResult, SuiteEntry
+from pytest_costgate.document import Calibration, Metrics, SuiteEntry
+from pytest_costgate.records import PromptResult
 from pytest_costgate.thresholds import parse_threshold
 
 RULES = {"latency_p50": MetricRule(fail=parse_threshold("latency_p50", "+5%"))}

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import records
 from pytest_costgate.cache_share import cacheable, shared_prefixes
-from pytest_costgate.config import PrefixCache
+from pytest_costgate.levers import PrefixCache
 from pytest_costgate.stats import budget_status, quantile_interval
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
@@ -86,7 +86,7 @@ suites:
 
 
 def expected_share(texts):
-    from pytest_costgate.config import TokenizerSpec
+    from pytest_costgate.specs import TokenizerSpec
     from pytest_costgate.tokens import load_counter
 
     counter = load_counter(TokenizerSpec(encoding="cl100k_base"))  # tiktoken's own encoding, loaded offline
@@ -472,7 +472,7 @@ def test_shares_never_exceed_the_input():
     from decimal import Decimal
 
     from pytest_costgate.aggregate import aggregate
-    from pytest_costgate.document import PromptResult
+    from pytest_costgate.records import PromptResult
 
     rows = [PromptResult("a", Decimal(1), 5, input_tokens=5, output_tokens=1, cacheable_tokens=100, cached_tokens=50),
             PromptResult("b", Decimal(1), 5, input_tokens=15, output_tokens=1, cacheable_tokens=3, cached_tokens=0)]
@@ -495,7 +495,7 @@ def test_the_prefix_end_is_found_inside_an_included_file(pytester):
 
 
 def test_include_template_hash_is_the_same_in_any_checkout(tmp_path):
-    from pytest_costgate.config import TemplateSpec
+    from pytest_costgate.specs import TemplateSpec
     from pytest_costgate.render import PromptRenderer
 
     hashes = []

@@ -10,7 +10,7 @@ import pytest
 from pytest_costgate.backends import Request
 from pytest_costgate.backends.onnx import OnnxBackend
 from pytest_costgate.chat_format import ChatFormat, load_chat_format
-from pytest_costgate.config import ModelSpec, TokenizerSpec
+from pytest_costgate.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.errors import BackendError, TemplateError
 from pytest_costgate.tokens import load_counter
 

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_costgate.backends import Request
 from pytest_costgate.backends.onnx import OnnxBackend
-from pytest_costgate.config import GpuPrice, ModelSpec, TokenizerSpec
+from pytest_costgate.specs import GpuPrice, ModelSpec, TokenizerSpec
 from pytest_costgate.errors import BackendError
 from pytest_costgate.measure import replay
 from pytest_costgate.tokens import load_counter

@@ -9,7 +9,7 @@ import pytest
 from pytest_costgate.backends import Request
 from pytest_costgate.backends.openai import OpenAIBackend
 from pytest_costgate.retry import rate_limit_wait, retry_after
-from pytest_costgate.config import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.specs import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.errors import BackendError
 from pytest_costgate.measure import replay
 from pytest_costgate.tokens import load_counter

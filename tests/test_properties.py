@@ -169,7 +169,7 @@ values = st.one_of(st.text(max_size=10), st.integers(), st.none(), st.booleans()
 @SETTINGS
 @given(plain_sources, values, values, st.booleans())
 def test_the_plain_fast_path_renders_what_jinja_renders(source, a, b, trailing):
-    from pytest_costgate.config import TemplateSpec
+    from pytest_costgate.specs import TemplateSpec
     from pytest_costgate.errors import TemplateError
     from pytest_costgate.prompts import PromptRecord
     from pytest_costgate.render import PromptRenderer, plain_parts
@@ -228,15 +228,16 @@ cells = {
 @SETTINGS
 @given(st.lists(st.tuples(*[cells[name] for name in cells]), max_size=4))
 def test_fast_rows_agree_with_the_exact_checks(rows):
-    from pytest_costgate.document import PROMPT_COLUMNS
+    from pytest_costgate.records import PROMPT_COLUMNS
     from pytest_costgate.errors import BaselineError
-    from pytest_costgate.schema import _columnar, _columns_fast, _Reader
+    from pytest_costgate.schema import JsonReader
+    from pytest_costgate.schema_prompts import columnar as _columnar, columns_fast as _columns_fast
 
     assert tuple(cells) == PROMPT_COLUMNS
     rows = [list(row) for row in rows]
     fast = _columns_fast(list(PROMPT_COLUMNS), [list(row) for row in rows])
     try:
-        exact = _columnar({"columns": list(PROMPT_COLUMNS), "rows": rows}, _Reader("x", ""), (), fast=False)
+        exact = _columnar({"columns": list(PROMPT_COLUMNS), "rows": rows}, JsonReader("x", ""), (), fast=False)
     except BaselineError:
         assert fast is None
         return

@@ -18,7 +18,7 @@ import pytest
 from pytest_costgate.backends import Request
 from pytest_costgate.backends.openai import OpenAIBackend
 from pytest_costgate.cli import main
-from pytest_costgate.config import ModelSpec, TokenizerSpec
+from pytest_costgate.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.schema import read_document
 
 ROOT = Path(__file__).parent.parent
@@ -46,7 +46,7 @@ def test_implausible_server_usage_is_replaced_by_the_tokenizer_count(openai_serv
 
 def test_a_python_model_reporting_absurd_counts_is_not_believed():
     from pytest_costgate.backends import Completion
-    from pytest_costgate.config import TokenPrice
+    from pytest_costgate.specs import TokenPrice
     from pytest_costgate.measure import result_from
     from pytest_costgate.tokens import load_counter
 

@@ -11,7 +11,7 @@ import pytest
 from openai_server import FakeOpenAI
 from pytest_costgate.backends import Request
 from pytest_costgate.backends.openai import OpenAIBackend
-from pytest_costgate.config import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.specs import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.measure import replay
 from pytest_costgate.tokens import load_counter
 
@@ -299,7 +299,8 @@ def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
 
 def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
     from pytest_costgate.baseline import dumps_document
-    from pytest_costgate.document import ROWS_LIMIT, Document, Metrics, PromptResult, Records, SuiteEntry
+    from pytest_costgate.document import Document, Metrics, SuiteEntry
+    from pytest_costgate.records import ROWS_LIMIT, PromptResult, Records
     from pytest_costgate.schema import parse_document
 
     results = [PromptResult(f"p{i}", Decimal(1 + i % 3), 10 + i % 7, input_tokens=10 + i % 7, output_tokens=i % 5,

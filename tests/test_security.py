@@ -289,7 +289,7 @@ def test_model_redirects_are_not_followed(status):
 
     from pytest_costgate.backends import Request
     from pytest_costgate.backends.openai import OpenAIBackend
-    from pytest_costgate.config import ModelSpec, TokenizerSpec
+    from pytest_costgate.specs import ModelSpec, TokenizerSpec
 
     server, other = FakeOpenAI(), FakeOpenAI()
     try:
@@ -430,7 +430,7 @@ suites:
 def test_a_secret_far_into_an_error_body_is_never_cut_into_view(openai_server, monkeypatch):
     from pytest_costgate.backends import Request
     from pytest_costgate.backends.openai import OpenAIBackend
-    from pytest_costgate.config import ModelSpec, TokenizerSpec
+    from pytest_costgate.specs import ModelSpec, TokenizerSpec
 
     monkeypatch.setenv("TEST_API_KEY", KEY)
     openai_server.default = "401-padded"

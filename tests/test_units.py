@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_costgate.backends.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
-from pytest_costgate.config import GpuPrice, TokenizerSpec, TokenPrice
+from pytest_costgate.specs import GpuPrice, TokenizerSpec, TokenPrice
 from pytest_costgate.errors import BackendError, TokenizerError
 from pytest_costgate.aggregate import aggregate, stats
-from pytest_costgate.document import Metrics, PromptResult
+from pytest_costgate.document import Metrics
+from pytest_costgate.records import PromptResult
 from pytest_costgate.pricing import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
 from pytest_costgate.thresholds import MetricRule, parse_threshold
 from pytest_costgate.tokens import load_counter

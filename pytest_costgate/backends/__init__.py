@@ -10,7 +10,7 @@ from ..errors import BackendError
 from ..yamlsrc import did_you_mean
 
 if TYPE_CHECKING:
-    from ..config import ModelSpec
+    from ..specs import ModelSpec
 
 ENTRY_POINT_GROUP = "costgate.backends"
 BUILTIN: dict[str, str] = {

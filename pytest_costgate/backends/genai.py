@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from ..config import ModelSpec
+from ..specs import ModelSpec
 from ..errors import BackendError
 from . import Completion, Request
 

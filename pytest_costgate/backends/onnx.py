@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from ..config import ModelSpec
+from ..specs import ModelSpec
 from ..errors import BackendError
 from . import Completion, Request
 

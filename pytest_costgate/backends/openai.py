@@ -4,22 +4,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 import json
-import math
 import os
 import re
 import threading
 import time
-from typing import Any, Callable, ClassVar, Iterator, Mapping
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Callable, ClassVar, Iterator
+from urllib.parse import urljoin
 
 import requests
 
-from ..config import ModelSpec
+from ..specs import ModelSpec
 from ..errors import BackendError
-from ..redact import redact, register, register_headers, register_url, shorten
+from ..redact import redact, register, register_headers, shorten
 from ..retry import retry_after
 from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
 from .httpguard import DEADLINES, guarded_session
+from .openai_options import check_options, seconds
 from .sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -32,11 +32,7 @@ HINTS = {
 MAX_LINE_BYTES = 4 << 20  # one SSE line; a token chunk is a few hundred bytes
 MAX_BODY_BYTES = 32 << 20  # a non-streamed answer
 MAX_USAGE = 100_000_000  # tokens in one request's usage beyond any model's context: not believed
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _EOL = re.compile(rb"\r\n|\r|\n")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NUMBERS = {"timeout_s": (60.0, False), "connect_timeout_s": (10.0, False), "deadline_s": (300.0, False),
-           "backoff_s": (1.0, True), "max_backoff_s": (30.0, True)}  # name: (default, zero allowed)
 
 
 class _Retryable(Exception):
@@ -44,24 +40,6 @@ class _Retryable(Exception):
         super().__init__(message)
         self.wait = wait
 
-
-def _number(options: Mapping[str, Any], name: str, fail: Callable[[str, str], Exception]) -> float:
-    default, zero = NUMBERS[name]
-    value = options.get(name, default)
-    sane = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        isinstance(value, float) and math.isfinite(value) or isinstance(value, int) and abs(value) <= 10**9)
-    if not sane or not (0 < value <= 10**6 or (zero and value == 0)):
-        raise fail(name, f"expected a {'non-negative' if zero else 'positive'} number of seconds (at most 1,000,000), "
-                         f"got {_safe_repr(value)}.")
-    return float(value)
-
-
-def _safe_repr(value: Any) -> str:
-    """repr() that never fails (Python refuses to print ints of over 4,300 digits) and stays short."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
-        return "a number of over 30 digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:59] + "…"
 
 
 class OpenAIBackend:
@@ -76,53 +54,7 @@ class OpenAIBackend:
         "base_url", "model", "api_key_env", "endpoint", "timeout_s", "connect_timeout_s",
         "deadline_s", "max_retries", "backoff_s", "max_backoff_s", "headers",
     }) | CONCURRENCY_OPTIONS
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> None:
-        """Reject at config load what requests would choke on later (and print its arguments for)."""
-        url = options.get("base_url")
-        register_url(url)
-        try:
-            parsed = urlsplit(url) if isinstance(url, str) else None
-            host = parsed.hostname if parsed else None
-            parsed.port if parsed else None  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            host = None
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not host \
-                or any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
-            raise fail("base_url", "expected an http(s) URL such as http://127.0.0.1:8000/v1 (no spaces).")
-        if len(url) > 2000:
-            raise fail("base_url", "is over 2,000 characters.")
-        model = options.get("model")
-        if model is not None and (not isinstance(model, str) or not model.strip() or len(model) > 500):
-            raise fail("model", "expected the model name the server knows (text of at most 500 characters).")
-        if options.get("endpoint", "chat") not in ("chat", "completions"):
-            raise fail("endpoint", "expected 'chat' or 'completions'.")
-        for name in NUMBERS:
-            _number(options, name, fail)
-        check_concurrency(options, fail)
-        retries = options.get("max_retries", 3)
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-            raise fail("max_retries", f"expected a whole number from 0 to 100, got {_safe_repr(retries)}.")
-        key_env = options.get("api_key_env")
-        if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.match(key_env)):
-            raise fail("api_key_env", "expected the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                                      "not the key itself.")
-        if key_env is not None and (parsed.username or parsed.password):
-            raise fail("base_url", "carries credentials (user:password@) and api_key_env is set too; requests "
-                                   "would send the Basic credentials instead of the key. Use one of them.")
-        headers = options.get("headers", {})
-        if not isinstance(headers, dict):
-            raise fail("headers", "expected a mapping of header names to values.")
-        register_headers(headers)
-        for name, value in headers.items():
-            if not isinstance(name, str) or not _HEADER_NAME.match(name) or len(name) > 200:
-                raise fail("headers", f"header name {_safe_repr(name)} is not a valid HTTP header name.")
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**100:
-                value = str(value)
-            if not isinstance(value, str) or len(value) > 8192 or any(c in value for c in "\r\n\0"):
-                raise fail("headers", f"the value of header {name!r} must be text on one line (no CR, LF or NUL), "
-                                      "at most 8,192 characters.")
+    check_options = staticmethod(check_options)  # checked when the config loads (openai_options.py)
 
     def __init__(self, spec: ModelSpec, sleep: Callable[[float], None] = time.sleep) -> None:
         opts = spec.options
@@ -151,11 +83,11 @@ class OpenAIBackend:
                                    "(a copy-paste slip?). Store the key alone in the secret.")
             self.headers["Authorization"] = f"Bearer {key}"
         register_headers(self.headers)
-        self.timeout = (_number(opts, "connect_timeout_s", fail), _number(opts, "timeout_s", fail))
-        self.deadline = _number(opts, "deadline_s", fail)
+        self.timeout = (seconds(opts, "connect_timeout_s", fail), seconds(opts, "timeout_s", fail))
+        self.deadline = seconds(opts, "deadline_s", fail)
         self.max_retries = int(opts.get("max_retries", 3))
-        self.backoff = _number(opts, "backoff_s", fail)
-        self.max_backoff = _number(opts, "max_backoff_s", fail)
+        self.backoff = seconds(opts, "backoff_s", fail)
+        self.max_backoff = seconds(opts, "max_backoff_s", fail)
         self.concurrency, self.max_requests_per_s = check_concurrency(opts, fail)
         self.sleep = sleep
         self._local = threading.local()

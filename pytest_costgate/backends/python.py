@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, Callable, ClassVar
 
-from ..config import ModelSpec
+from ..specs import ModelSpec
 from ..errors import BackendError
 from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..baseline import document, removed_suites, summary, update_baseline, write_json_atomic, write_text_atomic
-from ..config import Config
+from ..specs import Config
 from ..document import Document, SuiteEntry
 from ..errors import CostgateError
 from ..redact import redact

@@ -65,7 +65,7 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
     """The session's cost table: one row per suite, then warnings, breaches and notes. Suites in `shown` had
     their breach table or error printed by pytest already (their item's failure): one line points there."""
     from ..baseline import summary
-    from .markdown import driver
+    from .drivers import driver
 
     base_suites = baseline.suites if baseline else {}
     rows = []

@@ -1,0 +1,137 @@
+"""Why a suite moved, in words: the driver sentence of a failing or warning suite (the metrics that breached, the
+input or lever behind them, the usage/price/traffic split) and its pieces. Markdown-escaped for the PR comment,
+or plain for the terminal (escaped there when printed)."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any, Mapping
+
+from ..attribution import price_change_text
+from ..cache_share import PREFIX_NOTE
+from ..document import Attribution, SuiteEntry
+from ..escape import markdown_cell as cell
+from ..verdict import Row
+from .numbers import SHARES, count, metric_delta, metric_pair, percent, signed_money, to_decimal
+
+
+def code(value: object) -> str:
+    """A name in backticks when it is a plain identifier or path, else escaped text."""
+    text = str(value)
+    return f"`{text}`" if re.fullmatch(r"[A-Za-z0-9_./-]{1,120}", text) and ".." not in text else cell(text)
+
+
+LABEL = {"input_tokens_mean": "input tokens", "output_tokens_mean": "output tokens", "cost_per_request":
+         "cost per request", "monthly_cost": "monthly cost", "latency_p50": "latency p50", "latency_p95":
+         "latency p95", "error_rate": "error rate", "input_tokens_total": "input tokens in total",
+         "output_tokens_total": "output tokens in total", "quality_exact_match": "exact match",
+         "quality_similarity": "output similarity", "time_budget": "time budget",
+         "cache_hit_ratio": "cache hit ratio", "cacheable_prefix_share": "cacheable prefix",
+         "escalation_rate": "escalation rate", "cost_per_resolved": "cost per resolved request",
+         "input_tokens_max": "input tokens budget", "output_tokens_max": "output tokens budget",
+         "cost_per_request_max": "cost per request budget", "latency_p95_max": "latency p95 budget"}
+
+
+def price_changes(before: Mapping[str, str] | None, after: Mapping[str, str] | None, esc: Any = cell) -> str:
+    return esc(price_change_text(before, after), 300)
+
+
+def _plain(text: object, limit: int = 200) -> str:
+    """Text for the terminal, where escaping happens when the line is printed."""
+    return str(text)[:limit]
+
+
+def _metric_change(row: Row, esc: Any = cell) -> str:
+    """'input tokens +8/request (+22.2%)', 'latency p95 +35.1 ms (+12.0%)', 'error rate 0% → 8.3%'."""
+    label = LABEL.get(row.metric, esc(row.metric))
+    if row.metric in SHARES or row.metric.startswith("quality") or row.delta is None:
+        base, head = metric_pair(row.metric, row.baseline, row.candidate)
+        shown = f"{label} {base} → {head}" if row.baseline is not None else f"{label} {head} ({esc(row.threshold)})"
+        if row.interval and row.metric.endswith("_max"):
+            shown += f", measured {esc(row.interval, 80)}"
+        return shown
+    pct = percent(row.delta, row.baseline)
+    change = metric_delta(row.metric, row.delta)
+    if row.metric.endswith("_tokens_mean"):
+        change += "/request"
+    shown = f"{label} {change}" + (f" ({pct})" if pct else "")
+    if row.interval:
+        shown += f", paired {esc(row.interval, 80)}"
+    return shown
+
+
+def _cache_change(row: Row, verdict: Any, esc: Any = cell) -> str:
+    """'cacheable prefix 93.5% → 0%: the shared prefix now ends at line 1 of templates/support.j2'."""
+    moved = next((n for n in verdict.notes if n.startswith(PREFIX_NOTE)), None)
+    where = moved.replace("the prefix every prompt shares", "the shared prefix") if moved else None
+    return _metric_change(row, esc) + (f": {esc(where, 200)}" if where and row.metric == "cacheable_prefix_share"
+                                       else "")
+
+
+def cause(a: Attribution | None, esc: Any = cell, name: Any = code) -> str:
+    """What changed in the inputs, for 'after …'."""
+    if a is None:
+        return ""
+    said = []
+    files = [f"{name(f)} changed" for f in a.files_changed[:3]] + [f"{name(f)} was added" for f in a.files_added[:2]] \
+        + [f"{name(f)} was removed" for f in a.files_removed[:2]]
+    if files:
+        said.append(", ".join(files))
+    elif a.template_changed:
+        said.append("the template changed")
+    if a.prompt_set_changed:
+        said.append("the prompt set changed")
+    if a.base_model:
+        said.append(f"the model changed from {esc(a.base_model, 80)}")
+    return (" after " + " and ".join(said)) if said else ""
+
+
+def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
+    """One sentence on why a failing or warning suite moved: the metrics that breached, the input that changed
+    (a template file by name), and the cost change split into usage and price. Markdown-escaped, or `plain`
+    for the terminal (escaped there when printed)."""
+    esc, name = (_plain, _plain) if plain else (cell, code)
+    verdict = entry.verdict
+    if verdict is None or verdict.status not in ("fail", "warn"):
+        return None
+    level = verdict.status
+    breached = [r for r in verdict.rows if r.status == level]
+    a = entry.attribution
+    tokens_rows = [r for r in breached if r.metric in ("input_tokens_mean", "output_tokens_mean")]
+    cost_rows = [r for r in breached if r.metric in ("cost_per_request", "monthly_cost")]
+    other = [r for r in breached if r not in tokens_rows and r not in cost_rows
+             and r.metric not in ("input_tokens_total", "output_tokens_total")]
+    # a lever that moved the cost: less input served from cache, more requests sent to a dearer model
+    # (named as the cause when it breached its own threshold, or moved a point or more with no price change)
+    levers = [r for r in verdict.rows if ((r.metric in ("cacheable_prefix_share", "cache_hit_ratio")
+                                           and (to_decimal(r.delta) or 0) < 0)
+                                          or (r.metric == "escalation_rate" and (to_decimal(r.delta) or 0) > 0))
+              and (r.status in ("fail", "warn") or (abs(to_decimal(r.delta) or 0) >= Decimal("0.01")
+                                                    and not (a is not None and (a.price or a.volume))))]
+    clauses = []
+    if cost_rows and not tokens_rows and levers:
+        other = [r for r in other if r not in levers]
+        clauses.append(_metric_change(cost_rows[0], esc) + " as "
+                       + " and ".join(_cache_change(r, verdict, esc) for r in levers[:2]))
+    elif cost_rows and not tokens_rows and a is not None and a.usage:
+        # the cost moved with usage: say which tokens moved most
+        moved = [r for r in verdict.rows if r.metric in ("input_tokens_mean", "output_tokens_mean")
+                 and r.delta not in (None, "0")]
+        tokens_rows = sorted(moved, key=lambda r: -abs(to_decimal(r.delta_pct) or 0))[:1]
+    if clauses:
+        pass  # said above
+    elif tokens_rows:
+        clauses.append(" and ".join(_metric_change(r, esc) for r in tokens_rows) + cause(a, esc, name))
+    elif cost_rows and a is not None and not a.price and not a.volume:
+        clauses.append(_metric_change(cost_rows[0], esc) + cause(a, esc, name))
+    if a is not None and a.price:
+        clauses.append(f"{price_changes(a.base_pricing, entry.pricing, esc)}: {signed_money(a.price)}/month "
+                       "at the same usage")
+    if a is not None and a.volume and a.base_requests_per_month is not None:
+        clauses.append(f"traffic {count(a.base_requests_per_month)} → {count(entry.requests_per_month)} "
+                       f"requests/month: {signed_money(a.volume)}/month")
+    clauses += [_cache_change(r, verdict, esc) if r.metric == "cacheable_prefix_share" else _metric_change(r, esc)
+                for r in other]
+    if not clauses and cost_rows:
+        clauses.append(_metric_change(cost_rows[0], esc) + cause(a, esc, name))
+    return "; ".join(clauses) or None

@@ -1,0 +1,157 @@
+"""A suite's stored per-prompt records (rows, or columns for big suites), checked and built as records. A column
+at a time where the values allow (mostly in C: type sets, min and max), record by record with located errors
+otherwise. Reading the rest of a document is schema.py's.
+"""
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+
+from .records import PROMPT_COLUMNS, PromptResult, Records
+from .jsonreader import MAX_TEXT, MAX_TOKENS, Path_, HEX_HASH, JsonReader, shown
+from .schema import _record
+
+
+def column_major(node: Mapping[str, Any], r: JsonReader, path: Path_) -> Mapping[str, PromptResult]:
+    """Per-prompt values a column per list (big suites): checked a column at a time, else row by row."""
+    columns = r.items(node.get("columns"), path + ("columns",))
+    data = r.items(node.get("data"), path + ("data",))
+    if len(data) != len(columns) or not all(isinstance(c, list) for c in data) or len({len(c) for c in data}) > 1:
+        raise r.fail(path + ("data",), f"expected {len(columns)} lists of one length (one per column).")
+    quick = columns_fast(columns, None, data)
+    if quick is not None:
+        return quick
+    return columnar({"columns": columns, "rows": [list(row) for row in zip(*data)]}, r, path, fast=False)
+
+
+def columnar(node: Mapping[str, Any], r: JsonReader, path: Path_, fast: bool = True) -> Mapping[str, PromptResult]:
+    """Rows of per-prompt values in the order `columns` names (unknown columns, from a newer costgate, ignored)."""
+    columns = r.items(node.get("columns"), path + ("columns",))
+    if not all(isinstance(c, str) for c in columns) or "id" not in columns or len(set(columns)) != len(columns):
+        raise r.fail(path + ("columns",), "expected a list of distinct column names including 'id'.")
+    known = [(i, name) for i, name in enumerate(columns) if name in PROMPT_COLUMNS]
+    width = len(columns)
+    rows = r.items(node.get("rows"), path + ("rows",))
+    quick = columns_fast(columns, rows) if fast else None
+    if quick is not None:
+        return quick
+    out: dict[str, PromptResult] = {}
+    for n, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != width:
+            raise r.fail(path + ("rows", n), f"expected a list of {width} values (one per column), got {shown(row)}.")
+        record = {name: row[i] for i, name in known if row[i] is not None}
+        pid = record.pop("id")
+        if not isinstance(pid, str) or not pid or len(pid) > 1000:
+            raise r.fail(path + ("rows", n, "id"), f"expected a prompt id, got {shown(pid)}.")
+        if pid in out:
+            raise r.fail(path + ("rows", n, "id"), f"prompt id {shown(pid)} appears twice.")
+        out[pid] = _record(pid, record, r, path + ("rows", n))
+    return out
+
+
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,24}(\.[0-9]{1,30})?")
+
+
+_NONE = type(None)
+
+
+def _present(values: Sequence[Any], types: set[type]) -> list[Any]:
+    return [v for v in values if v is not None] if _NONE in types else list(values)
+
+
+def _ints(lo: int, hi: int, optional: bool = True) -> Any:
+    def check(values: Sequence[Any]) -> bool:
+        types = set(map(type, values))
+        if not types <= ({int, _NONE} if optional else {int}):
+            return False
+        nums = _present(values, types)
+        return not nums or (min(nums) >= lo and max(nums) <= hi)
+    return check
+
+
+def _times(values: Sequence[Any]) -> bool:
+    types = set(map(type, values))
+    if not types <= {int, float, _NONE}:
+        return False
+    nums = _present(values, types)
+    return not nums or (math.isfinite(math.fsum(nums)) and min(nums) >= 0 and max(nums) <= 1e12)
+
+
+def _texts(limit: int, optional: bool = True) -> Any:
+    def check(values: Sequence[Any]) -> bool:
+        types = set(map(type, values))
+        if not types <= ({str, _NONE} if optional else {str}):
+            return False
+        lengths = list(map(len, _present(values, types)))
+        return not lengths or (min(lengths) > 0 and max(lengths) <= limit)
+    return check
+
+
+def _each(test: Any) -> Any:
+    """A check of every distinct non-null value (hashes and decimals repeat a lot)."""
+    def check(values: Sequence[Any]) -> bool:
+        return set(map(type, values)) <= {str, _NONE} and all(v is None or test(v) for v in set(values))
+    return check
+
+
+def _floats(values: Sequence[Any]) -> Sequence[Any]:
+    return values if int not in set(map(type, values)) else tuple(None if v is None else float(v) for v in values)
+
+
+def _decimals(values: Sequence[Any]) -> Sequence[Any]:
+    cache: dict[str, Decimal] = {}
+    return tuple(None if v is None else cache[v] if v in cache else cache.setdefault(v, Decimal(v)) for v in values)
+
+
+_hash = _each(lambda v: type(v) is str and HEX_HASH.fullmatch(v) is not None)
+_decimal = _each(lambda v: type(v) is str and _DECIMAL_TEXT.fullmatch(v) is not None)
+
+# Per column: (a check of the whole column, a conversion to the record's type). A column without an entry makes
+# the fast path step aside for the exact, record-by-record checks.
+_FAST: dict[str, tuple[Any, Any]] = {
+    "id": (_texts(1000, optional=False), None),
+    "weight": (lambda vs: None not in vs and _decimal(vs) and all(v.strip("0.") for v in set(vs)), _decimals),
+    "rendered_tokens": (_ints(0, MAX_TOKENS, optional=False), None),
+    "input_tokens": (_ints(0, MAX_TOKENS), None), "output_tokens": (_ints(0, MAX_TOKENS), None),
+    "cached_tokens": (_ints(0, MAX_TOKENS), None),
+    "token_source": (_texts(40, optional=False), None),
+    "ttft_ms": (_times, _floats), "e2e_ms": (_times, _floats), "tpot_ms": (_times, _floats),
+    "busy_ms": (_times, _floats),
+    "runs": (_ints(1, MAX_TOKENS), None),
+    "e2e_runs": (lambda vs: all(v is None or (type(v) is list and v and _times(v) and None not in v) for v in vs),
+                 lambda vs: tuple(None if v is None else tuple(float(x) for x in v) for v in vs)),
+    "cost": (_decimal, _decimals),
+    "output": (_texts(MAX_TEXT), None), "error": (_texts(10_000), None), "note": (_texts(10_000), None),
+    "output_sha": (_hash, None), "request_hash": (_hash, None),
+    "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: tuple(v is True for v in vs)),
+    "cacheable_tokens": (_ints(0, MAX_TOKENS), None), "served_by": (_texts(500), None),
+}
+
+
+def columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any]] | None = None) -> Records | None:
+    """Rows checked a column at a time (mostly in C: type sets, min and max) and built positionally: several times
+    faster than record by record, which matters at a million prompts. Anything unusual returns None and the
+    exact, located checks run instead."""
+    if list(columns) != list(PROMPT_COLUMNS) or not all(name in _FAST for name in columns):
+        return None
+    width = len(columns)
+    if data is None:
+        if not all(type(row) is list and len(row) == width for row in rows or ()):
+            return None
+        if not rows:
+            return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
+        data = list(zip(*rows))
+    if not data[0]:
+        return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
+    converted = []
+    for name, values in zip(columns, data):
+        check, convert = _FAST[name]
+        if not check(values):
+            return None
+        converted.append(values if convert is None else convert(values))
+    ids = converted[0]
+    if len(set(ids)) != len(ids):
+        return None
+    return Records(list(ids), {name: list(values) for name, values in zip(columns[1:], converted[1:])})

@@ -124,3 +124,23 @@ def load_chat_format(folder: Path, explicit: Path | None = None, where: str = ""
     if not isinstance(template, str) or not template.strip():
         return None
     return ChatFormat(template, specials, f"{config_file} (chat_template)")
+
+
+def batch_texts(chat: ChatFormat | None, requests: Sequence[Any]) -> tuple[list[str], str | None]:
+    """The text each request sends to a local model: a text prompt as it is, a chat rendered with the model's
+    chat template. Else (a chat with no template, a template that fails) the error that fails the batch."""
+    texts: list[str] = []
+    for request in requests:
+        if isinstance(request.prompt, str):
+            texts.append(request.prompt)
+        elif chat is None:
+            return [], (f"prompt '{request.id}' is a chat, but the model has no chat template: add 'chat_template' "
+                        "to its tokenizer_config.json, set chat_template: FILE on the model, or render its chat "
+                        "format in a text template ('template:').")
+        else:
+            try:
+                texts.append(chat.render(request.prompt, request.id))
+            except Exception as exc:  # noqa: BLE001 - TemplateError: this batch fails, with the reason
+                return [], str(exc)
+    return texts, None
+

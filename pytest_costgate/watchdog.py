@@ -8,18 +8,16 @@ sandbox refuses operations that would build huge values at once.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import operator
 import os
 import re
-import threading
-import time
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+
+from .deadlines import DeadlineWatch, Job
 
 MAX_OUTPUT = 10_000_000  # characters one rendered prompt may have (about 2.5M tokens)
 MAX_SECONDS = 5.0  # one prompt's render (COSTGATE_RENDER_TIMEOUT_S overrides)
@@ -38,49 +36,16 @@ class RenderTimeout(Exception):
     """Raised inside a render that ran past its deadline."""
 
 
-@dataclass
-class _Job:
-    thread: int
-    deadline: float = float("inf")
-    fired: bool = False
+def _raise_timeout(job: Job) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), ctypes.py_object(RenderTimeout))
 
 
-class _Watchdog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[int, _Job] = {}
-        self._thread: threading.Thread | None = None
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(0.05)
-            now = time.monotonic()
-            with self._lock:
-                for job in self._jobs.values():
-                    if not job.fired and now > job.deadline:
-                        job.fired = True
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread),
-                                                                   ctypes.py_object(RenderTimeout))
-
-    @contextlib.contextmanager
-    def watch(self) -> Iterator[_Job]:
-        """While inside, set `job.deadline` (a time.monotonic() value) before each render; catch RenderTimeout
-        around the whole block."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="costgate-render-watchdog", daemon=True)
-                self._thread.start()
-            job = self._jobs[threading.get_ident()] = _Job(threading.get_ident())
-        try:
-            yield job
-        finally:
-            with self._lock:
-                self._jobs.pop(job.thread, None)
-                if job.fired:  # queued but perhaps not delivered yet: cancel it
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), None)
+def _take_back(job: Job) -> None:  # queued but perhaps not delivered yet: cancel it
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread), None)
 
 
-WATCHDOG = _Watchdog()
+# While inside WATCHDOG.watch(), set `job.deadline` before each render; catch RenderTimeout around the block.
+WATCHDOG = DeadlineWatch("costgate-render-watchdog", _raise_timeout, _take_back)
 
 
 class LimitedSandbox(SandboxedEnvironment):

@@ -10,13 +10,14 @@ import contextlib
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ..deadlines import DeadlineWatch, Job
 
 _LIVE: dict[int, Any] = {}  # thread id -> the connection that thread is using now
 _LIVE_LOCK = threading.Lock()
@@ -63,49 +64,20 @@ def guarded_session() -> requests.Session:
     return session
 
 
-@dataclass
-class _Guard:
-    thread: int
-    deadline: float
-    fired: bool = False
+def _cut(job: Job) -> None:
+    """Shut the socket of the request this thread has in flight: its blocked read returns at once."""
+    with _LIVE_LOCK:
+        connection = _LIVE.get(job.thread)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Watch:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._guards: dict[int, _Guard] = {}
-        self._thread: threading.Thread | None = None
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(0.05)
-            now = time.monotonic()
-            with self._lock:
-                due = [g for g in self._guards.values() if not g.fired and now > g.deadline]
-                for guard in due:
-                    guard.fired = True
-            for guard in due:
-                with _LIVE_LOCK:
-                    connection = _LIVE.get(guard.thread)
-                sock = getattr(connection, "sock", None)
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-    @contextlib.contextmanager
-    def limit(self, seconds: float) -> Iterator[_Guard]:
-        """Within the block, this thread's request is cut off `seconds` from now; `guard.fired` says it was."""
-        guard = _Guard(threading.get_ident(), time.monotonic() + seconds)
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="costgate-http-deadline", daemon=True)
-                self._thread.start()
-            self._guards[guard.thread] = guard
-        try:
-            yield guard
-        finally:
-            with self._lock:
-                self._guards.pop(guard.thread, None)
+class _Deadlines(DeadlineWatch):
+    def limit(self, seconds: float) -> contextlib.AbstractContextManager[Job]:
+        """Within the block, this thread's request is cut off `seconds` from now; `job.fired` says it was."""
+        return self.watch(time.monotonic() + seconds)
 
 
-DEADLINES = _Watch()
+DEADLINES = _Deadlines("costgate-http-deadline", _cut)

@@ -183,20 +183,11 @@ class OnnxBackend:
 
     def complete_batch(self, requests: Sequence[Request]) -> list[Completion]:
         """Replay requests together (left-padded); each is charged its share of the batch's wall time."""
-        texts: list[str] = []
-        for request in requests:
-            if isinstance(request.prompt, str):
-                texts.append(request.prompt)
-            elif self.chat is None:
-                return [Completion(error=f"prompt '{r.id}' is a chat, but the model has no chat template: add "
-                                   "'chat_template' to its tokenizer_config.json, set chat_template: FILE on the "
-                                   "model, or render its chat format in a text template ('template:').")
-                        for r in requests]
-            else:
-                try:
-                    texts.append(self.chat.render(request.prompt, request.id))
-                except Exception as exc:  # noqa: BLE001 - TemplateError: this request fails, with the reason
-                    return [Completion(error=str(exc)) for _ in requests]
+        from ..chat_format import batch_texts
+
+        texts, error = batch_texts(self.chat, requests)
+        if error is not None:
+            return [Completion(error=error) for _ in requests]
         params = requests[0].params
         max_new = int(params.get("max_new_tokens", params.get("max_tokens", self.default_max_new)))
         stops = params.get("stop") or []

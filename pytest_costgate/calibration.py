@@ -74,8 +74,6 @@ class Speed:
     factor: float
     low: float
     high: float
-    base: tuple[float, ...]
-    head: tuple[float, ...]
 
     def text(self) -> str:
         """'runner 10% slower than at baseline time (time ×1.10 [1.08, 1.12])'."""
@@ -111,4 +109,4 @@ def speed(base: Sequence[float] | None, head: Sequence[float] | None, resamples:
     factor = float(np.median(h) / np.median(b))
     if not all(math.isfinite(v) and v > 0 for v in (factor, low, high)):
         return None
-    return Speed(factor, float(low), float(high), tuple(b), tuple(h))
+    return Speed(factor, float(low), float(high))

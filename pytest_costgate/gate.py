@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ from .measure import Progress, TokensOnly, replay
 from .pricing import describe
 from .prompts import PromptSet, PromptStream, load_prompt_set
 from .render import PromptRenderer
-from .tokens import TokenCounter, load_counter
+from .tokens import TokenCounter, counting_pool, counting_workers, load_counter
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     table = TokensOnly(spec.model.pricing, base_results)
-    workers = min(os.cpu_count() or 1, 8)
+    workers = counting_workers()
     total = stream.estimate() if progress is not None else 0
 
     slices = [workers]
@@ -112,22 +111,26 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
         # Balance the cores: when this thread had to wait, counting is the bottleneck and gets every core; when
         # the counts were already there, parsing is, and a counting thread fewer leaves it a core of its own.
         slices[0] = workers if time.perf_counter() - began > 0.002 else max(1, workers - 1)
-        for r, n in zip(chunk, ready):
-            table.add(r.id, r.weight, n, counter.count(r.reference) if r.reference is not None else None)
+        table.add_chunk([r.id for r in chunk], [r.weight for r in chunk], ready,
+                        [None if r.reference is None else counter.count(r.reference) for r in chunk])
         if progress is not None:
             progress(len(table), max(total, len(table) + 1), 0, 0)
 
-    # A small pipeline: while the encoder threads count one chunk, this thread parses and renders the next.
-    with ThreadPoolExecutor(workers) as pool, bulk_counting():  # millions of acyclic objects: nothing for the GC to find
-        inflight: deque[tuple[list[Any], Callable[[], list[int]]]] = deque()
-        for chunk in stream.chunks():
-            if keep is not None:
-                chunk = [r for r in chunk if keep(r.id)]
-            inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0])))
-            if len(inflight) > 2:
+    # A small pipeline: while the encoders count one chunk, this thread parses and renders the next.
+    pool = counting_pool(counter, stream.size(), workers)
+    try:
+        with bulk_counting():  # millions of acyclic objects: nothing for the GC to find
+            inflight: deque[tuple[list[Any], Callable[[], list[int]]]] = deque()
+            for chunk in stream.chunks():
+                if keep is not None:
+                    chunk = [r for r in chunk if keep(r.id)]
+                inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0])))
+                if len(inflight) > 2:
+                    finish(*inflight.popleft())
+            while inflight:
                 finish(*inflight.popleft())
-        while inflight:
-            finish(*inflight.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a bad record or Ctrl-C: stop the encoders at once
     if progress is not None:
         progress(len(table), len(table), 0, 0)
     records = table.records()

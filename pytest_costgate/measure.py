@@ -272,8 +272,10 @@ class TokensOnly:
 
     def __init__(self, price: TokenPrice | GpuPrice | None, base: Mapping[str, PromptResult]) -> None:
         self.price = price
+        self._base_ids = list(base)
         names = ("input_tokens", "rendered_tokens", "output_tokens", "error", "cost")
-        self.base = {row[0]: row[1:] for row in zip(list(base), *(_base_column(base, n) for n in names))}
+        self._base = tuple(_base_column(base, n) for n in names)  # looked up by position in the baseline
+        self._where: dict[str, int] | None = None  # id -> that position, made once a prompt is out of place
         self.ids: list[str] = []
         self.weights: list[Decimal] = []
         self.rendered: list[int] = []
@@ -288,29 +290,46 @@ class TokensOnly:
         return len(self.ids)
 
     def add(self, pid: str, weight: Decimal, rendered: int, reference_tokens: int | None) -> None:
-        input_tokens, output_tokens, source = rendered, 0, "tokenizer+none"
-        old = self.base.get(pid)
-        cost: Decimal | None = None
-        if old is not None and old[3] is None:
-            if old[0] is not None:
-                input_tokens += old[0] - old[1]
-            output_tokens, source = old[2] or 0, "tokenizer+baseline"
-            if self._gpu:
-                cost = old[4]  # GPU time can't be known without running; carry the baseline's
-        elif reference_tokens is not None:
-            output_tokens, source = reference_tokens, "tokenizer+reference"
-        if self._tokens:
-            key = (input_tokens, output_tokens)
-            cost = self._cost.get(key)
-            if cost is None:
-                cost = self._cost[key] = request_cost(self.price, input_tokens, output_tokens, None, None)
-        self.ids.append(pid)
-        self.weights.append(weight)
-        self.rendered.append(rendered)
-        self.inputs.append(input_tokens)
-        self.outputs.append(output_tokens)
-        self.sources.append(source)
-        self.costs.append(cost)
+        self.add_chunk([pid], [weight], [rendered], [reference_tokens])
+
+    def add_chunk(self, pids: list[str], weights: list[Decimal], rendered: list[int],
+                  references: list[int | None]) -> None:
+        """Records for a chunk of prompts: exact input tokens, the rest from the baseline or the reference."""
+        start = len(self.ids)
+        where: Sequence[int | None]
+        if self._base_ids[start:start + len(pids)] == pids:  # the baseline's prompts in its order: by position
+            where = range(start, start + len(pids))
+        else:
+            if self._where is None:
+                self._where = {pid: i for i, pid in enumerate(self._base_ids)}
+            where = [self._where.get(pid) for pid in pids]
+        base_in, base_rendered, base_out, base_error, base_cost = self._base
+        add_input, add_output, add_source, add_cost = (self.inputs.append, self.outputs.append,
+                                                       self.sources.append, self.costs.append)
+        known, gpu, tokens = self._cost, self._gpu, self._tokens
+        for at, input_tokens, reference_tokens in zip(where, rendered, references):
+            output_tokens, source = 0, "tokenizer+none"
+            cost: Decimal | None = None
+            if at is not None and base_error[at] is None:
+                if base_in[at] is not None:
+                    input_tokens += base_in[at] - base_rendered[at]
+                output_tokens, source = base_out[at] or 0, "tokenizer+baseline"
+                if gpu:
+                    cost = base_cost[at]  # GPU time can't be known without running; carry the baseline's
+            elif reference_tokens is not None:
+                output_tokens, source = reference_tokens, "tokenizer+reference"
+            if tokens:
+                key = (input_tokens, output_tokens)
+                cost = known.get(key)
+                if cost is None:
+                    cost = known[key] = request_cost(self.price, input_tokens, output_tokens, None, None)
+            add_input(input_tokens)
+            add_output(output_tokens)
+            add_source(source)
+            add_cost(cost)
+        self.ids += pids
+        self.weights += weights
+        self.rendered += rendered
 
     def records(self) -> Records:
         n = len(self.ids)

@@ -50,6 +50,13 @@ class PromptStream:
         self.sha256: str | None = None
         self.count = 0
 
+    def size(self) -> int:
+        """The file's size in bytes (0 when it can't be read: opening it says why)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
     def estimate(self) -> int:
         """About how many records the file holds (its lines; a YAML set is counted by reading it), for progress."""
         if self.path.suffix in (".yaml", ".yml"):

@@ -168,5 +168,7 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
 def subset(results: Iterable[PromptResult] | Records, ids: set[str]) -> list[PromptResult] | Records:
     """Records whose id is in `ids`, in their original order."""
     if isinstance(results, Records):
+        if len(ids) == len(results.ids) and ids.issuperset(results.ids):  # all of them (ids are unique)
+            return results
         return results.select([i for i, pid in enumerate(results.ids) if pid in ids])
     return [r for r in results if r.id in ids]

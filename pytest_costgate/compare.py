@@ -91,12 +91,14 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
     the candidate's prompts whose output passes the quality rule (for cost_per_resolved)."""
     base_results = base.prompts
     head_ids, base_ids = _column(results, "id"), list(base_results)
-    sent = set(head_ids) & set(base_ids)
-    failed = {pid for pid, error in zip(head_ids, _column(results, "error")) if error is not None}
-    failed |= {pid for pid, error in zip(base_ids, _column(base_results, "error")) if error is not None}
-    answered = sent - failed
-    added = sorted(set(head_ids) - sent)
-    removed = sorted(set(base_ids) - sent - set(entry.unmeasured))
+    # the usual case, the same prompt set on both sides: one set of ids, nothing added or removed
+    head_set = set(head_ids)
+    base_set = head_set if head_ids == base_ids else set(base_ids)
+    sent = head_set if base_set is head_set else head_set & base_set
+    failed = _failed(head_ids, _column(results, "error")) | _failed(base_ids, _column(base_results, "error"))
+    answered = sent - failed if failed else sent
+    added = sorted(head_set - sent) if len(sent) != len(head_set) else []
+    removed = sorted(base_set - sent - set(entry.unmeasured)) if len(sent) != len(base_set) else []
     if added:
         notes.append(f"{len(added)} prompt(s) new since the baseline, not compared: {ids_text(added)}")
     if removed:
@@ -295,6 +297,12 @@ def _column(results: Any, name: str) -> list[Any]:
     return [getattr(r, name) for r in results]
 
 
+def _failed(ids: list[str], errors: list[Any]) -> set[str]:
+    if errors.count(None) == len(errors):
+        return set()
+    return {pid for pid, error in zip(ids, errors) if error is not None}
+
+
 def _objects(results: Any) -> list[PromptResult]:
     return list(results.values()) if isinstance(results, (Records, Mapping)) else list(results)
 
@@ -303,11 +311,16 @@ def prompt_changes(results: Iterable[PromptResult] | Records, base: Mapping[str,
                    keep: int = 20) -> tuple[PromptChange, ...]:
     """The prompts whose cost per request grew most (then tokens), for the diff's details."""
     names = ("id", "cost", "input_tokens", "output_tokens", "error")
-    head = zip(*(_column(results, name) for name in names))
-    old = {row[0]: row[1:] for row in zip(*(_column(base, name) for name in names))}
+    head, before = [_column(results, name) for name in names], [_column(base, name) for name in names]
+    if head[0] == before[0]:  # the same prompts in the same order: compare them row by row
+        if head[1:4] == before[1:4]:
+            return ()  # nothing moved (the usual tokens-only run of an unchanged suite)
+        pairs: Iterable[tuple[Any, ...]] = zip(zip(*head), zip(*before[1:]))
+    else:
+        old = {row[0]: row[1:] for row in zip(*before)}
+        pairs = ((row, old.get(row[0])) for row in zip(*head))
     changes = []
-    for pid, cost, tokens_in, tokens_out, error in head:
-        b = old.get(pid)
+    for (pid, cost, tokens_in, tokens_out, error), b in pairs:
         if b is None or error or b[3]:
             continue
         if cost == b[0] and tokens_in == b[1] and tokens_out == b[2]:

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from filelock import FileLock, Timeout
 
@@ -106,7 +106,7 @@ def dumps_document(data: dict[str, Any]) -> str:
     """Indented JSON with per-prompt rows one per line (a changed prompt is a one-line diff); every free-text
     value passes the redaction point (numbers, hashes and enums can't hold a secret and are skipped)."""
     token = secrets.token_hex(8)
-    blocks: list[str] = []
+    blocks: list[list[str]] = []  # the per-prompt data, as pieces joined once at the end (it can be 100s of MB)
     encode = json.JSONEncoder(ensure_ascii=True, default=_default).encode
 
     def walk(value: Any) -> Any:
@@ -117,11 +117,13 @@ def dumps_document(data: dict[str, Any]) -> str:
         if not isinstance(value, dict):
             return value
         if set(value) == {"columns", "data"} and isinstance(value["data"], list):
-            for name, column in zip(value["columns"], value["data"]):
+            pieces = ["[\n"]
+            for i, (name, column) in enumerate(zip(value["columns"], value["data"])):
                 if name in TEXT_COLUMNS:
                     _redact_column(column)
-            # one compact line per column: indenting a million values would be most of the file
-            blocks.append("[\n" + ",\n".join(encode(column) for column in value["data"]) + "\n]")
+                # one compact line per column: indenting a million values would be most of the file
+                pieces += [",\n" if i else "", _column_json(column, encode)]
+            blocks.append(pieces + ["\n]"])
             return {"columns": value["columns"], "data": f"\0{token}-{len(blocks) - 1}"}
         if set(value) == {"columns", "rows"} and isinstance(value["rows"], list):
             text = [i for i, name in enumerate(value["columns"]) if name in TEXT_COLUMNS]
@@ -131,20 +133,33 @@ def dumps_document(data: dict[str, Any]) -> str:
                     if isinstance(row[i], str):
                         row[i] = redact(row[i])
                 lines.append(encode(row))
-            blocks.append("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
+            blocks.append(["[\n", ",\n".join(lines), "\n]"] if lines else ["[]"])
             return {"columns": value["columns"], "rows": f"\0{token}-{len(blocks) - 1}"}
         return {key: walk(item) for key, item in value.items()}
 
-    text = json.dumps(walk(data), indent=2, default=_default)
+    skeleton = json.dumps(walk(data), indent=2, default=_default)
+    out: list[str] = []
     for i, block in enumerate(blocks):
-        text = text.replace(json.dumps(f"\0{token}-{i}"), block, 1)
-    return text + "\n"
+        before, skeleton = skeleton.split(json.dumps(f"\0{token}-{i}"), 1)
+        out += [before, *block]
+    return "".join(out + [skeleton, "\n"])
+
+
+def _column_json(column: list[Any], encode: Callable[[Any], str]) -> str:
+    """A column as one JSON list (a column of nulls, common in tokens-only runs, written without the encoder)."""
+    if column and column.count(None) == len(column):
+        return "[" + "null, " * (len(column) - 1) + "null]"
+    return encode(column)
 
 
 def _redact_column(column: list[Any]) -> None:
     """Redact a column of text in place; one pass over all of it first, since a match is rare."""
-    texts = [v for v in column if isinstance(v, str)]
-    joined = "\n".join(texts)
+    if column.count(None) == len(column):
+        return
+    try:
+        joined = "\n".join(column)  # the usual column: every value text
+    except TypeError:
+        joined = "\n".join(v for v in column if isinstance(v, str))
     if redact(joined) == joined:
         return
     for i, value in enumerate(column):

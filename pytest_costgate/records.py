@@ -45,6 +45,7 @@ _ROW = operator.attrgetter(*PROMPT_COLUMNS)
 
 _WEIGHT, _COST, _RUNS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs"))
 FIELDS = PROMPT_COLUMNS[1:]
+REQUIRED_COLUMNS = frozenset({"id", "weight", "rendered_tokens", "token_source", "reused"})  # absent isn't null
 ROWS_LIMIT = 10_000  # up to this many prompts are stored a row per line; more, a column per list
 
 
@@ -158,11 +159,15 @@ def _rows_of(records: Records) -> dict[str, Any]:
         if name == "weight":
             values = [weights[w] if w in weights else weights.setdefault(w, "1" if w == 1 else
                                                                           format(w.normalize(), "f")) for w in values]
-        elif name == "cost":
-            values = [None if c is None else format(c.normalize(), "f") for c in values]
-        elif name == "e2e_runs":
+        elif name == "cost":  # each distinct cost formatted once (zeros apart: 0 and -0 are equal)
+            texts = {c: format(c.normalize(), "f") for c in set(values) if c}
+            values = [texts[c] if c else None if c is None else format(c.normalize(), "f") for c in values]
+        elif name == "e2e_runs" and values.count(None) != len(values):
             values = [None if r is None else list(r) for r in values]
         columns.append(values)
     if len(records.ids) > ROWS_LIMIT:  # column-major: a diff of this many prompts is no review, speed is
-        return {"columns": list(PROMPT_COLUMNS), "data": [list(records.ids), *map(list, columns)]}
+        # a column of nulls only (no timings in a tokens-only run, no outputs...) is left out: absent means null
+        kept = [(name, values) for name, values in zip(FIELDS, columns)
+                if name in REQUIRED_COLUMNS or values.count(None) != len(values)]
+        return {"columns": ["id", *(name for name, _ in kept)], "data": [list(records.ids), *(list(v) for _, v in kept)]}
     return {"columns": list(PROMPT_COLUMNS), "rows": list(map(list, zip(records.ids, *columns)))}

@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from .records import PROMPT_COLUMNS, PromptResult, Records
+from .records import PROMPT_COLUMNS, REQUIRED_COLUMNS, PromptResult, Records
 from .jsonreader import MAX_TEXT, MAX_TOKENS, Path_, HEX_HASH, JsonReader, shown
 from .schema import _record
 
@@ -134,8 +134,8 @@ def columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any
     """Rows checked a column at a time (mostly in C: type sets, min and max) and built positionally: several times
     faster than record by record, which matters at a million prompts. Anything unusual returns None and the
     exact, located checks run instead."""
-    if list(columns) != list(PROMPT_COLUMNS) or not all(name in _FAST for name in columns):
-        return None
+    if list(columns) != [name for name in PROMPT_COLUMNS if name in columns] or not REQUIRED_COLUMNS <= set(columns):
+        return None  # the exact checks read other orders, unknown columns and defaults
     width = len(columns)
     if data is None:
         if not all(type(row) is list and len(row) == width for row in rows or ()):
@@ -154,4 +154,6 @@ def columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any
     ids = converted[0]
     if len(set(ids)) != len(ids):
         return None
-    return Records(list(ids), {name: list(values) for name, values in zip(columns[1:], converted[1:])})
+    found = dict(zip(columns[1:], converted[1:]))
+    nulls = [None] * len(ids)  # a column left out held only nulls (see records.prompt_rows)
+    return Records(list(ids), {name: list(found[name]) if name in found else nulls for name in PROMPT_COLUMNS[1:]})

@@ -5,6 +5,7 @@ import json
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,7 +301,7 @@ def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
 def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
     from pytest_costgate.baseline import dumps_document
     from pytest_costgate.document import Document, Metrics, SuiteEntry
-    from pytest_costgate.records import ROWS_LIMIT, PromptResult, Records
+    from pytest_costgate.records import PROMPT_COLUMNS, ROWS_LIMIT, PromptResult, Records
     from pytest_costgate.schema import parse_document
 
     results = [PromptResult(f"p{i}", Decimal(1 + i % 3), 10 + i % 7, input_tokens=10 + i % 7, output_tokens=i % 5,
@@ -313,3 +314,75 @@ def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
         assert set(data) == {"columns", "data"} and len(data["data"][0]) == ROWS_LIMIT + 5
         back = parse_document(json.loads(text), "x").suites["s"].prompts
         assert isinstance(back, Records) and dict(back) == {r.id: r for r in results}
+        assert "ttft_ms" not in data["columns"] and "e2e_ms" in data["columns"]  # a column of nulls is left out
+    # the form that listed every column, nulls and all, reads the same (and so does one without token_source,
+    # through the exact checks, whose default it takes)
+    full = json.loads(text)
+    stored = full["suites"]["s"]["prompts"]
+    found = dict(zip(stored["columns"], stored["data"]))
+    stored["columns"], stored["data"] = list(PROMPT_COLUMNS), [found.get(c, [None] * len(results)) for c in PROMPT_COLUMNS]
+    assert dict(parse_document(full, "x").suites["s"].prompts) == {r.id: r for r in results}
+    del found["token_source"]
+    stored["columns"], stored["data"] = list(found), list(found.values())
+    assert {r.token_source for r in parse_document(full, "x").suites["s"].prompts.values()} == {"tokenizer"}
+
+
+def _counting_project(tmp_path: Path, tokenizer: str) -> Any:
+    from pytest_costgate.config import load_config
+
+    lines = []
+    for i in range(3000):
+        record: dict[str, Any] = {"id": f"p{i}", "prompt": "For a pro customer: " + "refund café 東京 🙂 " * (i % 17)}
+        if i % 7 == 0:
+            record = {"id": f"p{i}", "messages": [{"role": "user", "content": "hi " * (i % 5)}]}
+        if i % 11 == 0:
+            record["reference"] = "a reply of some tokens " * (i % 3)
+        lines.append(json.dumps(record))
+    (tmp_path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "costgate.yaml").write_text(f"""
+models:
+  m: {{backend: python, function: "json:dumps", tokenizer: {tokenizer}, pricing: {{input_per_1m: 2.5, output_per_1m: 10}}}}
+suites:
+  s: {{model: m, prompts: prompts.jsonl, tokens_only: true}}
+""")
+    return load_config(tmp_path / "costgate.yaml").suite("s")
+
+
+def test_big_prompt_sets_are_counted_in_worker_processes_with_the_same_counts(tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pytest_costgate import gate, tokens
+
+    spec = _counting_project(tmp_path, "cl100k_base")
+    threaded, _ = gate.count_tokens_only(spec, {})
+    pools = []
+    real = tokens.counting_pool
+    monkeypatch.setattr(tokens, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(gate, "counting_pool", lambda *a: pools.append(real(*a)) or pools[-1])
+    in_processes, _ = gate.count_tokens_only(spec, {})
+    assert isinstance(pools[0], ProcessPoolExecutor)
+    assert dict(in_processes) == dict(threaded) and len(threaded) == 3000
+    assert len(set(threaded.column("input_tokens"))) > 10  # the prompts differ: a real comparison
+
+
+def test_a_counting_process_that_cannot_start_leaves_the_counts_exact(tmp_path, monkeypatch):
+    import shutil
+
+    import tiktoken_ext
+
+    from pytest_costgate import gate, tokens
+
+    local = tmp_path / "cl100k_base.tiktoken"
+    shutil.copy(Path(tiktoken_ext.__path__[0]) / "data" / "cl100k_base.tiktoken", local)
+    spec = _counting_project(tmp_path, f"{{encoding: cl100k_base, file: {local}}}")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))  # tiktoken keeps a copy of what it read
+    expected, _ = gate.count_tokens_only(spec, {})  # loads the counter here, in this process
+    local.unlink()  # a worker process loading it now fails (no file, no cached copy): its pool breaks
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(tokens, "PROCESS_MIN_BYTES", 0)
+    here = []
+    single = tokens.TokenCounter._single
+    monkeypatch.setattr(tokens.TokenCounter, "_single", lambda self, texts: here.append(len(texts)) or single(self, texts))
+    again, _ = gate.count_tokens_only(spec, {})
+    assert dict(again) == dict(expected)
+    assert sum(here) == sum(1 for r in expected.column("id") if int(r[1:]) % 7)  # every text, counted here instead

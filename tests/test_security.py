@@ -536,3 +536,29 @@ def test_more_encoded_forms_are_masked():
     import base64
 
     assert redact(base64.b64encode(b"TOKENasUSER1:").decode()) == "***"
+
+
+_BIG = "p1 p2 support ticket 42 " * 200  # past SCREEN_FROM, holding no trigger
+
+
+def test_the_big_text_screen_keeps_every_pattern_and_secret():
+    """Big texts skip the regex when they hold no trigger: each pattern's matches must hold one."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pytest_costgate import redact as module
+
+    assert len(_BIG) >= module.SCREEN_FROM and redact(_BIG) == _BIG
+    def check(regex):
+        @settings(max_examples=100, deadline=None)
+        @given(st.from_regex(regex, fullmatch=True))
+        def holds_a_trigger(found: str) -> None:
+            assert any(t in found for t in module.TRIGGERS), (regex.pattern, found)
+            text = f"{_BIG} {found} {_BIG}"
+            assert redact(text) == module._pattern().sub(module._replace, text)
+        holds_a_trigger()
+
+    for regex, _ in module._PATTERNS:
+        check(regex)
+    register(KEY)  # a registered secret holds no trigger of its own: it screens itself
+    assert redact(_BIG + KEY + _BIG) == _BIG + "***" + _BIG

@@ -18,12 +18,14 @@ MESSAGE_FIELDS = frozenset({"role", "content", "name"})
 
 
 ONE = Decimal(1)
+_decode_json = json.JSONDecoder().raw_decode
+_json_space = json.decoder.WHITESPACE.match  # what json.loads allows after the value
 CHUNK = 4096  # records rendered and counted at a time when streaming
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 5x more, a million times over
 class PromptRecord:
-    """One recorded request: template variables, or ready messages / prompt text."""
+    """One recorded request: template variables, or ready messages / prompt text. Read-only by convention."""
 
     id: str
     line: int
@@ -111,12 +113,16 @@ class PromptStream:
                                              "(a lone surrogate); fix the recording.")
                     yield number, item
                 return
-            for number, raw_line in enumerate(_lines(handle, digest, path), start=1):
-                line = _decode(raw_line, path, number)
+            for number, line in enumerate(_lines(handle, digest, path), start=1):
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    try:
+                        item, end = _decode_json(line)  # json.loads without its two Python layers
+                        if end != len(line) and _json_space(line, end).end() != len(line):
+                            raise ValueError
+                    except (ValueError, RecursionError):
+                        item = json.loads(line)  # the same input through json.loads: its own error, or a value
                 except json.JSONDecodeError as exc:
                     raise PromptSetError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}). "
                                          "Each line of a .jsonl prompt set must be one JSON object.") from None
@@ -130,20 +136,32 @@ class PromptStream:
                 yield number, item
 
 
-def _lines(handle: Any, digest: Any, path: Path) -> Iterator[bytes]:
-    """The file's lines, read and hashed a megabyte at a time (a hash update per line would give the GIL
-    away a hundred thousand times, while the counting threads hold it)."""
-    pending = b""
+def _lines(handle: Any, digest: Any, path: Path) -> Iterator[str]:
+    """The file's lines as text, read, hashed and decoded a megabyte at a time (a hash update per line would
+    give the GIL away a hundred thousand times, while the counting threads hold it)."""
+    pending, number = b"", 0
     while True:
         block = _read(handle, path, BLOCK)
         if not block:
             break
         digest.update(block)
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
+        data = pending + block
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        lines = _decode_lines(data[:cut], path, number)
+        lines.pop()  # what follows the block's last newline: in `pending`
+        number += len(lines)
         yield from lines
     if pending:
-        yield pending
+        yield _decode(pending, path, number + 1)
+
+
+def _decode_lines(data: bytes, path: Path, before: int) -> list[str]:
+    try:
+        return data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:  # find the line, for the error
+        lines = data.split(b"\n")
+        return [_decode(line, path, before + i + 1) for i, line in enumerate(lines)]
 
 
 def _read(handle: Any, path: Path, size: int = -1) -> bytes:
@@ -181,6 +199,10 @@ def _yaml_items(text: str, path: Path) -> list[tuple[int, Any]]:
 
 
 def _record(item: Any, path: Path, line: int) -> PromptRecord:
+    if type(item) is dict and len(item) == 2:  # the common case, {"id": "...", "vars": {...}}, checked first
+        rid, variables = item.get("id"), item.get("vars")
+        if type(rid) is str and 0 < len(rid) <= 1000 and type(variables) is dict:
+            return PromptRecord(rid, line, variables)
     if not isinstance(item, dict):
         raise PromptSetError(f"{path}:{line}: expected a JSON object with 'id' and 'vars' or 'messages'.")
     unknown = item.keys() - FIELDS
@@ -197,8 +219,6 @@ def _record(item: Any, path: Path, line: int) -> PromptRecord:
     variables = item.get("vars")
     if variables is None:
         variables = {}
-    if len(item) == 2 and "vars" in item and type(variables) is dict:  # the common case: {"id", "vars"}
-        return PromptRecord(rid, line, variables)
     where = f"{path}:{line}"
     if not isinstance(variables, dict):
         raise PromptSetError(f"{where}: '{rid}': 'vars' must be an object of template variables.")

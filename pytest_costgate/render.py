@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import re
 import time
@@ -118,6 +119,8 @@ class PromptRenderer:
         """Every record rendered, in order, each within the time and size limits."""
         if not self.parts:
             return [self.render(record) for record in records]
+        if self._formats is not None and self.parts[0].role is None:  # no template code runs: nothing can hang
+            return self._fill_all(records)
         out: list[Rendered] = []
         record = None
         limit = render_timeout()
@@ -156,6 +159,34 @@ class PromptRenderer:
         """A plain text template filled without building a context: ~1 microsecond a prompt."""
         pattern, names = self._formats[index]  # type: ignore[index]
         variables = record.vars
+        try:
+            text = pattern.format(*[variables[name] for name in names])
+        except KeyError:  # prompt_id, messages, or a variable the record lacks
+            text = pattern.format(*self._values(index, record))
+        if len(text) > MAX_OUTPUT:
+            raise TemplateError(f"{self.parts[index].origin}: prompt '{record.id}' renders to {len(text):,} "
+                                f"characters, over the {MAX_OUTPUT:,} a prompt may have.")
+        return text
+
+    def _fill_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
+        """A plain text template filled for many records at once (~0.5 microsecond a prompt); any record that
+        lacks a variable (or uses prompt_id or messages) sends the whole batch through _format, which says why."""
+        pattern, names = self._formats[0]  # type: ignore[index]
+        fill, get = pattern.format, operator.itemgetter(*names) if names else None
+        try:
+            if len(names) > 1:
+                texts = [fill(*get(record.vars)) for record in records]  # type: ignore[misc]
+            else:
+                texts = [fill(get(record.vars)) if get else fill() for record in records]
+        except KeyError:
+            return [self._format(0, record) for record in records]
+        if texts and max(map(len, texts)) > MAX_OUTPUT:
+            return [self._format(0, record) for record in records]  # the one over the limit raises
+        return texts  # type: ignore[return-value]
+
+    def _values(self, index: int, record: PromptRecord) -> list[Any]:
+        _, names = self._formats[index]  # type: ignore[index]
+        variables = record.vars
         values = []
         for name in names:
             if name in variables:
@@ -169,11 +200,7 @@ class PromptRenderer:
                 raise TemplateError(f"{self.parts[index].origin}:{hole.line}: rendering prompt '{record.id}' failed: "
                                     f"'{name}' is undefined. Add the variable to the record's 'vars' or guard it "
                                     "with '{% if x is defined %}'.")
-        text = pattern.format(*values)
-        if len(text) > MAX_OUTPUT:
-            raise TemplateError(f"{self.parts[index].origin}: prompt '{record.id}' renders to {len(text):,} "
-                                f"characters, over the {MAX_OUTPUT:,} a prompt may have.")
-        return text
+        return values
 
     def _render(self, part: _Part, context: dict[str, Any], record: PromptRecord) -> str:
         if part.plain is not None:

@@ -184,12 +184,14 @@ def test_the_plain_fast_path_renders_what_jinja_renders(source, a, b, trailing):
     expected = part.template.render(context)
     assert renderer.render(record)[0]["content"] == expected
     assert renderer._format(0, record) == expected  # the str.format route text templates take
+    assert renderer._fill_all([record, record]) == [expected, expected]  # ... and its batch form
     missing = PromptRecord("p2", 2, {"a": a})
     if "b" in source.replace("{{ prompt_id }}", ""):
-        try:
-            renderer.render(missing)
-        except TemplateError as exc:
-            assert "'b' is undefined" in str(exc)
+        for attempt in (lambda: renderer.render(missing), lambda: renderer._fill_all([record, missing])):
+            try:
+                attempt()
+            except TemplateError as exc:
+                assert "'b' is undefined" in str(exc)
 
 
 # The fast column-wise check of per-prompt rows accepts nothing the exact checks refuse, and builds the same records.

@@ -6,6 +6,7 @@ that equals a threshold never breaches it because of rounding, at any magnitude.
 from __future__ import annotations
 
 import decimal
+import itertools
 import math
 import operator
 from dataclasses import dataclass, field
@@ -90,6 +91,12 @@ def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], 
     return None if weight == 0 else Fraction(total) / Fraction(weight)
 
 
+def has_none(values: Iterable[Any]) -> bool:
+    """Whether None is among `values`, by identity: `None in` a list of Decimals compares each one with None,
+    and each comparison asks whether None is a numbers.Rational (an ABC check: 0.2 s a million)."""
+    return any(map(operator.is_, values, itertools.repeat(None)))
+
+
 def _column(results: Sequence[PromptResult] | Records, name: str) -> Sequence[Any]:
     if isinstance(results, Records):
         return results.column(name)
@@ -118,7 +125,7 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
     weights = _column(results, "weight")
     unit = all(w == 1 for w in set(weights))
     costs = _column(results, "cost")
-    cost = None if None in costs else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
+    cost = None if has_none(costs) else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
     inputs = _column(results, "input_tokens")
     inputs = [v or 0 for v in inputs] if None in inputs else inputs
     outputs = _column(results, "output_tokens")

@@ -13,7 +13,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Mapping, Sequence
 
-from .aggregate import _column, _weighted_mean
+from .aggregate import _column, _weighted_mean, has_none
 from .specs import GpuPrice, TokenPrice
 from .document import Attribution, SuiteEntry, decimal_text
 from .records import PromptResult, Records
@@ -49,7 +49,7 @@ def mean_cost(results: Sequence[PromptResult] | Records) -> Fraction | None:
     """The exact weighted mean of the stored per-request costs of the answered prompts (as `aggregate`)."""
     results = _answered(results)
     costs = _column(results, "cost")
-    if not len(results) or None in costs:
+    if not len(results) or has_none(costs):
         return None
     weights = _column(results, "weight")
     return _weighted_mean(weights, costs, all(w == 1 for w in set(weights)))

@@ -113,8 +113,14 @@ def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: Suit
         notes.append(f"prices changed: {price_change_text(base.pricing, entry.pricing)}")
     base_list = base_results if isinstance(base_results, Records) else list(base_results.values())
     default = entry.default_model or base.default_model
-    base_agg = aggregate(subset(base_list, answered), base.requests_per_month, subset(base_list, sent), default)
-    cand_agg = aggregate(subset(results, answered), entry.requests_per_month, subset(results, sent), default)
+
+    def part(records: Any, ids: set[str], every: set[str]) -> Any:  # `ids` is a subset of `every`, the side's ids
+        return records if len(ids) == len(every) else subset(records, ids)
+
+    base_agg = aggregate(part(base_list, answered, base_set), base.requests_per_month, part(base_list, sent, base_set),
+                         default)
+    cand_agg = aggregate(part(results, answered, head_set), entry.requests_per_month, part(results, sent, head_set),
+                         default)
     if resolved is not None and resolved[0] is not None:
         base_agg = replace(base_agg, cost_per_resolved=per_resolved(base_list, answered, resolved[0]))
         cand_agg = replace(cand_agg, cost_per_resolved=per_resolved(results, answered, resolved[1]))

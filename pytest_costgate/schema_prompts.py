@@ -101,10 +101,13 @@ def _floats(values: Sequence[Any]) -> Sequence[Any]:
 
 
 def _decimals(values: Sequence[Any]) -> Sequence[Any]:
-    cache: dict[str, Decimal] = {}
-    return tuple(None if v is None else cache[v] if v in cache else cache.setdefault(v, Decimal(v)) for v in values)
+    """Each distinct text made a Decimal once, then looked up (in C) for every value."""
+    made: dict[Any, Decimal | None] = {v: Decimal(v) for v in set(values) if v is not None}
+    made[None] = None
+    return list(map(made.__getitem__, values))
 
 
+_FLAG = {True: True, False: False, None: False}
 _hash = _each(lambda v: type(v) is str and HEX_HASH.fullmatch(v) is not None)
 _decimal = _each(lambda v: type(v) is str and _DECIMAL_TEXT.fullmatch(v) is not None)
 
@@ -125,7 +128,7 @@ _FAST: dict[str, tuple[Any, Any]] = {
     "cost": (_decimal, _decimals),
     "output": (_texts(MAX_TEXT), None), "error": (_texts(10_000), None), "note": (_texts(10_000), None),
     "output_sha": (_hash, None), "request_hash": (_hash, None),
-    "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: tuple(v is True for v in vs)),
+    "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: list(map(_FLAG.__getitem__, vs))),
     "cacheable_tokens": (_ints(0, MAX_TOKENS), None), "served_by": (_texts(500), None),
 }
 

@@ -148,20 +148,17 @@ def _lines(handle: Any, digest: Any, path: Path) -> Iterator[str]:
         data = pending + block
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
-        lines = _decode_lines(data[:cut], path, number)
-        lines.pop()  # what follows the block's last newline: in `pending`
-        number += len(lines)
-        yield from lines
+        try:
+            lines = data[:cut].decode("utf-8").split("\n")
+        except UnicodeDecodeError:  # line by line: the lines before the bad one are read (and judged) first
+            lines = data[:cut].split(b"\n")  # type: ignore[assignment]
+            for i, raw in enumerate(lines[:-1], start=number + 1):
+                yield _decode(raw, path, i)  # type: ignore[arg-type]
+        else:
+            yield from lines[:-1]  # the last is what follows the block's last newline: in `pending`
+        number += len(lines) - 1
     if pending:
         yield _decode(pending, path, number + 1)
-
-
-def _decode_lines(data: bytes, path: Path, before: int) -> list[str]:
-    try:
-        return data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:  # find the line, for the error
-        lines = data.split(b"\n")
-        return [_decode(line, path, before + i + 1) for i, line in enumerate(lines)]
 
 
 def _read(handle: Any, path: Path, size: int = -1) -> bytes:

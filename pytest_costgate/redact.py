@@ -34,7 +34,7 @@ _PATTERNS = [
 ]
 
 # A text holding none of these (nor a registered secret) cannot match a pattern above: each pattern needs
-# one of them (tests/test_redact_triggers.py checks it). Big texts are screened with them, ~100x faster than
+# one of them (tests/test_security.py checks it). Big texts are screened with them, ~100x faster than
 # running the regex over every position.
 TRIGGERS = ("Bearer", "k-", "gh", "github_pat_", "://", "=")
 SCREEN_FROM = 4096  # characters: shorter texts go straight to the regex

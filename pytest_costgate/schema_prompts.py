@@ -42,7 +42,7 @@ def columnar(node: Mapping[str, Any], r: JsonReader, path: Path_, fast: bool = T
         if not isinstance(row, list) or len(row) != width:
             raise r.fail(path + ("rows", n), f"expected a list of {width} values (one per column), got {shown(row)}.")
         record = {name: row[i] for i, name in known if row[i] is not None}
-        pid = record.pop("id")
+        pid = record.pop("id", None)  # a null id is left out of `record` like any null
         if not isinstance(pid, str) or not pid or len(pid) > 1000:
             raise r.fail(path + ("rows", n, "id"), f"expected a prompt id, got {shown(pid)}.")
         if pid in out:

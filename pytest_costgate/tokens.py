@@ -65,17 +65,19 @@ class TokenCounter:
         if not isinstance(pool, ProcessPoolExecutor):
             futures = [pool.submit(self._lengths_one_thread, part) for part in slices]
             return lambda: [n for future in futures for n in future.result()]
+        started = []
         try:
-            started = [pool.submit(_count_in_worker, part) for part in slices]
-        except (BrokenProcessPool, RuntimeError):  # the pool is gone (a worker died): count here instead
-            started = []
+            for part in slices:
+                started.append(pool.submit(_count_in_worker, part))
+        except (BrokenProcessPool, RuntimeError, OSError):  # a worker died or could not start: count the rest here
+            pass
 
         def from_processes() -> list[int]:
             counts: list[int] = []
             for i, part in enumerate(slices):
                 try:
                     got = started[i].result() if i < len(started) else None
-                except BrokenProcessPool:  # e.g. a worker killed for memory
+                except (BrokenProcessPool, OSError):  # e.g. a worker killed for memory
                     got = None
                 counts += self._single(part) if got is None else got  # the same encoder, here
             return counts

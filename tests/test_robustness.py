@@ -439,3 +439,58 @@ def test_against_skips_absolute_symlinks_elsewhere_in_the_repository(pytester, d
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
     result = pytester.runpytest(*GATE, "--costgate-against", "HEAD", "-k", "triage")
     result.assert_outcomes(passed=1)
+
+
+def test_prompt_set_errors_come_in_file_order_and_name_their_line_across_blocks(tmp_path):
+    from pytest_costgate.errors import PromptSetError
+    from pytest_costgate.prompts import BLOCK, load_prompt_set
+
+    path = tmp_path / "p.jsonl"
+
+    def line(i: int, text: str = "y" * 100) -> bytes:
+        return json.dumps({"id": f"p{i}", "vars": {"x": text}}).encode()
+
+    bad_utf8 = b'{"id": "late", "vars": {"x": "\xff"}}'
+    # bad UTF-8 later in the same block as a JSON error or a duplicate id: the first error in the file is the one
+    path.write_bytes(b"\n".join([line(0), b"{bad", line(2), bad_utf8]) + b"\n")
+    with pytest.raises(PromptSetError, match=r"p\.jsonl:2: not valid JSON"):
+        load_prompt_set(path)
+    path.write_bytes(b"\n".join([line(0), line(0), bad_utf8]) + b"\n")
+    with pytest.raises(PromptSetError, match=r"p\.jsonl:2: duplicate id 'p0' \(first on line 1\)"):
+        load_prompt_set(path)
+    # past a block boundary (CRLF lines, no newline at the end) a bad line is still named by its number
+    many = BLOCK // len(line(0)) + 50
+    body = b"\r\n".join(line(i) for i in range(many))
+    path.write_bytes(body + b"\r\n" + bad_utf8)
+    with pytest.raises(PromptSetError, match=rf"p\.jsonl:{many + 1}: not UTF-8 text"):
+        load_prompt_set(path)
+    path.write_bytes(body.replace(line(many - 3), bad_utf8) + b"\r\n")
+    with pytest.raises(PromptSetError, match=rf"p\.jsonl:{many - 2}: not UTF-8 text"):
+        load_prompt_set(path)
+    path.write_bytes(body)
+    assert len(load_prompt_set(path).records) == many
+
+
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_a_stored_prompt_with_a_null_id_is_a_located_error(tmp_path, form):
+    from decimal import Decimal
+
+    from pytest_costgate.baseline import dumps_document
+    from pytest_costgate.document import Document, Metrics, SuiteEntry
+    from pytest_costgate.errors import BaselineError
+    from pytest_costgate.records import ROWS_LIMIT, PromptResult
+    from pytest_costgate.schema import read_document
+
+    n = 3 if form == "rows" else ROWS_LIMIT + 1
+    prompts = {f"p{i}": PromptResult(f"p{i}", Decimal(1), 5, input_tokens=5) for i in range(n)}
+    entry = SuiteEntry("m", "python", "replay", None, {}, "t", None, None, {}, Metrics(), prompts=prompts)
+    data = json.loads(dumps_document(Document(suites={"s": entry}, kind="baseline").to_json()))
+    stored = data["suites"]["s"]["prompts"]
+    if form == "rows":
+        stored["rows"][1][0] = None
+    else:
+        stored["data"][0][1] = None
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BaselineError, match=r"suites\.s\.prompts\.rows\[1\]\.id: expected a prompt id, got null"):
+        read_document(path)

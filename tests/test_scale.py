@@ -386,3 +386,23 @@ def test_a_counting_process_that_cannot_start_leaves_the_counts_exact(tmp_path, 
     again, _ = gate.count_tokens_only(spec, {})
     assert dict(again) == dict(expected)
     assert sum(here) == sum(1 for r in expected.column("id") if int(r[1:]) % 7)  # every text, counted here instead
+
+
+def test_a_worker_process_that_fails_to_start_midway_leaves_the_counts_exact():
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pytest_costgate import tokens
+
+    counter = load_counter(TokenizerSpec(encoding="cl100k_base"))
+    texts = [f"prompt {i} " * (i % 9) for i in range(200)]
+
+    class OutOfDescriptors(ProcessPoolExecutor):  # the second worker's pipe can't be made (EMFILE)
+        def submit(self, *args, **kwargs):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls > 1:
+                raise OSError(24, "Too many open files")
+            return super().submit(*args, **kwargs)
+
+    with OutOfDescriptors(1, mp_context=tokens.multiprocessing.get_context("spawn"),
+                          initializer=tokens._start_worker, initargs=(counter.spec,)) as pool:
+        assert counter.count_later(pool, texts, 2)() == counter._single(texts)

@@ -406,3 +406,17 @@ def test_a_worker_process_that_fails_to_start_midway_leaves_the_counts_exact():
     with OutOfDescriptors(1, mp_context=tokens.multiprocessing.get_context("spawn"),
                           initializer=tokens._start_worker, initargs=(counter.spec,)) as pool:
         assert counter.count_later(pool, texts, 2)() == counter._single(texts)
+
+
+def test_counting_workers_share_the_cores_among_xdist_workers(monkeypatch):
+    from pytest_costgate import tokens
+
+    monkeypatch.setattr(tokens.os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert tokens.counting_workers() == 8  # at most 8
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    assert tokens.counting_workers() == 2
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "32")
+    assert tokens.counting_workers() == 1
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "many")
+    assert tokens.counting_workers() == 8

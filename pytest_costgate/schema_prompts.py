@@ -51,7 +51,7 @@ def columnar(node: Mapping[str, Any], r: JsonReader, path: Path_, fast: bool = T
     return out
 
 
-_DECIMAL_TEXT = re.compile(r"[0-9]{1,24}(\.[0-9]{1,30})?")
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,24}(\.[0-9]{1,35})?")  # GPU-time costs run to 30-odd places
 
 
 _NONE = type(None)
@@ -109,7 +109,17 @@ def _decimals(values: Sequence[Any]) -> Sequence[Any]:
 
 _FLAG = {True: True, False: False, None: False}
 _hash = _each(lambda v: type(v) is str and HEX_HASH.fullmatch(v) is not None)
-_decimal = _each(lambda v: type(v) is str and _DECIMAL_TEXT.fullmatch(v) is not None)
+
+
+def _plain_decimal(text: Any) -> bool:
+    """A decimal the exact check (JsonReader.decimal) takes: plain digits, at most 60 characters, not below 1e-30."""
+    if type(text) is not str or len(text) > 60 or _DECIMAL_TEXT.fullmatch(text) is None:
+        return False
+    number = Decimal(text)
+    return not number or number.adjusted() >= -30
+
+
+_decimal = _each(_plain_decimal)
 
 # Per column: (a check of the whole column, a conversion to the record's type). A column without an entry makes
 # the fast path step aside for the exact, record-by-record checks.

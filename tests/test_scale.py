@@ -420,3 +420,21 @@ def test_counting_workers_share_the_cores_among_xdist_workers(monkeypatch):
     assert tokens.counting_workers() == 1
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "many")
     assert tokens.counting_workers() == 8
+
+
+def test_gpu_time_costs_take_the_fast_read():
+    """A GPU-priced suite's costs run to 30-odd decimal places: a million of them must not fall back to the
+    record-by-record checks."""
+    from pytest_costgate.pricing import gpu_cost_measured
+    from pytest_costgate.records import PROMPT_COLUMNS, FIELDS
+    from pytest_costgate.schema_prompts import columns_fast
+
+    costs = [gpu_cost_measured(Decimal("2.5"), Decimal(repr(100 + i / 7)) / 1000, 1) for i in range(50)]
+    assert max(len(format(c.normalize(), "f")) for c in costs) > 32
+    data = [[f"p{i}" for i in range(50)]] + [[None] * 50 for _ in FIELDS]
+    at = PROMPT_COLUMNS.index
+    data[at("weight")], data[at("rendered_tokens")] = ["1"] * 50, [5] * 50
+    data[at("token_source")], data[at("reused")] = ["tokenizer"] * 50, [False] * 50
+    data[at("cost")] = [format(c.normalize(), "f") for c in costs]
+    fast = columns_fast(list(PROMPT_COLUMNS), None, data)
+    assert fast is not None and list(fast.column("cost")) == costs

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from filelock import FileLock, Timeout
 
@@ -122,7 +122,7 @@ def dumps_document(data: dict[str, Any]) -> str:
                 if name in TEXT_COLUMNS:
                     _redact_column(column)
                 # one compact line per column: indenting a million values would be most of the file
-                pieces += [",\n" if i else "", _column_json(column, encode)]
+                pieces += [",\n" if i else "", encode(column)]
             blocks.append(pieces + ["\n]"])
             return {"columns": value["columns"], "data": f"\0{token}-{len(blocks) - 1}"}
         if set(value) == {"columns", "rows"} and isinstance(value["rows"], list):
@@ -145,17 +145,8 @@ def dumps_document(data: dict[str, Any]) -> str:
     return "".join(out + [skeleton, "\n"])
 
 
-def _column_json(column: list[Any], encode: Callable[[Any], str]) -> str:
-    """A column as one JSON list (a column of nulls, common in tokens-only runs, written without the encoder)."""
-    if column and column.count(None) == len(column):
-        return "[" + "null, " * (len(column) - 1) + "null]"
-    return encode(column)
-
-
 def _redact_column(column: list[Any]) -> None:
     """Redact a column of text in place; one pass over all of it first, since a match is rare."""
-    if column.count(None) == len(column):
-        return
     try:
         joined = "\n".join(column)  # the usual column: every value text
     except TypeError:

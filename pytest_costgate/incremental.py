@@ -41,6 +41,12 @@ def file_digest(path: Path, size: int, mtime: float) -> str:
     return digest.hexdigest()
 
 
+def digest_of(path: Path) -> str:
+    """file_digest of a file as it is now."""
+    info = path.stat()
+    return file_digest(path, info.st_size, info.st_mtime)
+
+
 def request_hash(identity: str, request: Request) -> str:
     prompt = request.prompt if isinstance(request.prompt, str) else [dict(m) for m in request.prompt]
     text = json.dumps([identity, dict(request.params), prompt], sort_keys=True, default=str)

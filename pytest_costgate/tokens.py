@@ -88,8 +88,7 @@ class TokenCounter:
         return self._single(texts) if self._slices else self._lengths(texts)
 
     def _single(self, texts: list[str]) -> list[int]:
-        encode = self.engine.encode_ordinary
-        return [len(encode(t)) for t in texts]
+        return lengths(self.engine.encode_ordinary, texts)
 
     def count(self, text: str) -> int:
         return self._lengths([text])[0]
@@ -171,7 +170,7 @@ def _start_worker(spec: TokenizerSpec) -> None:
 def _count_in_worker(texts: list[str]) -> list[int] | None:
     """Token counts, or None from a process whose encoding did not load."""
     encode = _worker_encode
-    return None if encode is None else [len(encode(t)) for t in texts]
+    return None if encode is None else lengths(encode, texts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -191,14 +190,18 @@ def _parallel_lengths(encode: Callable[[str], list[int]], texts: list[str]) -> l
     tiktoken's own encode_batch submits one task per text; on few cores its locking costs more
     than the parallelism gains (measured in benchmarks/tokens_only.py).
     """
-    workers = min(os.cpu_count() or 1, 8)
+    workers = counting_workers()
     if workers == 1 or len(texts) < 256:
-        return [len(encode(t)) for t in texts]
+        return lengths(encode, texts)
     size = -(-len(texts) // workers)
     with ThreadPoolExecutor(workers) as pool:
-        parts = pool.map(lambda part: [len(encode(t)) for t in part],
-                         [texts[i:i + size] for i in range(0, len(texts), size)])
+        parts = pool.map(lambda part: lengths(encode, part), [texts[i:i + size] for i in range(0, len(texts), size)])
         return [n for part in parts for n in part]
+
+
+def lengths(encode: Callable[[str], list[int]], texts: Sequence[str]) -> list[int]:
+    """Token counts of texts, one encoder call each."""
+    return [len(encode(t)) for t in texts]
 
 
 def _hf_counter(spec: TokenizerSpec) -> TokenCounter:

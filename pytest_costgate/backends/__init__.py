@@ -51,6 +51,17 @@ class Completion:
     served_by: str | None = None  # the model that answered (a router's choice; OpenAI's response 'model')
 
 
+def max_new_tokens(params: Mapping[str, Any], default: int) -> int:
+    """How many tokens a local model may generate for a request: max_new_tokens, else max_tokens, else its default."""
+    return int(params.get("max_new_tokens", params.get("max_tokens", default)))
+
+
+def too_long(request: Request, tokens: int, max_new: int, context: int) -> Completion:
+    """The error of a prompt that, with its new tokens, does not fit the model's positions."""
+    return Completion(error=f"prompt '{request.id}' has {tokens} tokens + {max_new} new tokens, more than the "
+                            f"model's {context} positions; shorten the prompt or max_new_tokens")
+
+
 class Backend(Protocol):
     """What costgate needs of a model: replay one request, describe where it ran."""
 

@@ -7,14 +7,13 @@ with the model's chat template (tokenizer_config.json or `chat_template:`), as t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any, ClassVar, Sequence
 
 from ..specs import ModelSpec
 from ..errors import BackendError
-from . import Completion, Request
+from . import Completion, Request, max_new_tokens, too_long
 
 PROVIDERS = ("auto", "cpu", "cuda")
 
@@ -90,24 +89,24 @@ class GenaiBackend:
     @classmethod
     def identity(cls, spec: ModelSpec) -> str:
         """The folder's weights, genai config and tokenizer files (for incremental replay)."""
-        from ..incremental import file_digest
+        from ..incremental import digest_of
 
         folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
         parts = []
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:
             if path.is_file() and path.suffix in (".onnx", ".json", ".data", ".jinja"):
-                stat = path.stat()
-                parts.append(f"{path.name}={file_digest(path, stat.st_size, stat.st_mtime)}")
+                parts.append(f"{path.name}={digest_of(path)}")
         if spec.options.get("chat_template"):
             explicit = (spec.base_dir / str(spec.options["chat_template"])).resolve()
             if explicit.is_file():
-                parts.append(hashlib.sha256(explicit.read_bytes()).hexdigest())
+                parts.append(digest_of(explicit))
         return ";".join(parts)
 
     def fingerprint(self) -> dict[str, str]:
+        from ..incremental import digest_of
         from .onnx import _device
 
-        digest = hashlib.sha256(self.model_file.read_bytes()).hexdigest()[:16]
+        digest = digest_of(self.model_file)[:16]  # hashed once per run, however many suites use the model
         return {"backend": "genai", "model": f"{self.folder.name}/{self.model_file.name}", "model_sha256": digest,
                 "provider": self.provider, "device": _device(self.provider), "onnxruntime_genai": self.og.__version__,
                 "batch_size": str(self.batch_size), **({"chat_template": self.chat.hash} if self.chat else {})}
@@ -128,15 +127,13 @@ class GenaiBackend:
         if error is not None:
             return [Completion(error=error) for _ in requests]
         params = requests[0].params
-        max_new = int(params.get("max_new_tokens", params.get("max_tokens", self.default_max_new)))
+        max_new = max_new_tokens(params, self.default_max_new)
         prompts = [list(map(int, self.tokenizer.encode(text))) for text in texts]
         width = max(len(p) for p in prompts)
         if self.context is not None and width + max_new > self.context:
             if len(requests) > 1:  # alone, the ones that fit still run
                 return [c for r in requests for c in self.complete_batch([r])]
-            return [Completion(error=f"prompt '{requests[0].id}' has {width} tokens + {max_new} new tokens, more "
-                                     f"than the model's {self.context} positions; shorten the prompt or "
-                                     "max_new_tokens")]
+            return [too_long(requests[0], width, max_new, self.context)]
         tokens = np.full((len(prompts), width), self.pad, dtype=np.int32)
         for row, ids in enumerate(prompts):
             tokens[row, :len(ids)] = ids

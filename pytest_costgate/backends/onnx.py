@@ -1,7 +1,6 @@
 """ONNX Runtime backend: replays prompts through a Hugging Face Optimum decoder export folder."""
 from __future__ import annotations
 
-import hashlib
 import sys
 import json
 import os
@@ -12,7 +11,7 @@ from typing import Any, ClassVar, Sequence
 
 from ..specs import ModelSpec
 from ..errors import BackendError
-from . import Completion, Request
+from . import Completion, Request, max_new_tokens, too_long
 
 FILES = ("model.onnx", "decoder_model_merged.onnx")
 PROVIDERS = ("auto", "cuda", "cpu")
@@ -89,12 +88,11 @@ class OnnxBackend:
     @classmethod
     def identity(cls, spec: ModelSpec) -> str:
         """The model file's content (for incremental replay: a new export replays every prompt)."""
-        from ..incremental import file_digest
+        from ..incremental import digest_of
 
         folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
         model = cls._model_file(folder, spec.options.get("file"), spec.where)
-        info = model.stat()
-        parts = [file_digest(model, info.st_size, info.st_mtime)]
+        parts = [digest_of(model)]
         # what shapes the tokens besides the weights: tokenizer, its config (chat template, specials), generation
         extra = [folder / n for n in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
                                       "chat_template.jinja")]
@@ -102,8 +100,7 @@ class OnnxBackend:
             extra.append((spec.base_dir / str(spec.options["chat_template"])).resolve())
         for path in extra:
             if path.is_file():
-                stat = path.stat()
-                parts.append(file_digest(path, stat.st_size, stat.st_mtime))
+                parts.append(digest_of(path))
         return ":".join(parts)
 
     @staticmethod
@@ -168,7 +165,9 @@ class OnnxBackend:
         return session, used
 
     def fingerprint(self) -> dict[str, str]:
-        digest = hashlib.sha256(self.model_file.read_bytes()).hexdigest()[:16]
+        from ..incremental import digest_of
+
+        digest = digest_of(self.model_file)[:16]  # hashed once per run, however many suites use the model
         return {"backend": "onnx", "model": f"{self.model_file.parent.name}/{self.model_file.name}",
                 "model_sha256": digest, "provider": self.provider, "device": _device(self.provider, self.device_id),
                 "onnxruntime": self.ort_version, "kv": f"{self.layout.mode} {self.layout.layers}x"
@@ -189,20 +188,18 @@ class OnnxBackend:
         if error is not None:
             return [Completion(error=error) for _ in requests]
         params = requests[0].params
-        max_new = int(params.get("max_new_tokens", params.get("max_tokens", self.default_max_new)))
+        max_new = max_new_tokens(params, self.default_max_new)
         stops = params.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         # a rendered chat carries its own BOS (as apply_chat_template): no special tokens added to it again
         prompts = [self.tokenizer.encode(text, add_special_tokens=isinstance(r.prompt, str)).ids
                    for r, text in zip(requests, texts)]
-        too_long = {i for i, p in enumerate(prompts) if self.context is not None and len(p) + max_new > self.context}
-        if too_long:  # those fail alone; the rest of the batch still runs
-            fits = [i for i in range(len(requests)) if i not in too_long]
+        over = {i for i, p in enumerate(prompts) if self.context is not None and len(p) + max_new > self.context}
+        if over:  # those fail alone; the rest of the batch still runs
+            fits = [i for i in range(len(requests)) if i not in over]
             done = dict(zip(fits, self.complete_batch([requests[i] for i in fits]) if fits else []))
-            return [done[i] if i in done else Completion(
-                error=f"prompt '{requests[i].id}' has {len(prompts[i])} tokens + {max_new} new tokens, more than "
-                      f"the model's {self.context} positions; shorten the prompt or max_new_tokens")
-                for i in range(len(requests))]
+            return [done[i] if i in done else too_long(requests[i], len(prompts[i]), max_new, self.context)
+                    for i in range(len(requests))]
         stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
         start = time.perf_counter()
         try:

@@ -116,6 +116,7 @@ def count(value: Any) -> str:
 
 
 SHARES = frozenset({"error_rate", "cache_hit_ratio", "cacheable_prefix_share", "escalation_rate"})
+PER_1K = {"cost_per_request": " / 1k req", "cost_per_resolved": " / 1k resolved"}  # shown per 1,000 requests
 
 
 def metric_value(metric: str, value: Any) -> str:
@@ -123,10 +124,8 @@ def metric_value(metric: str, value: Any) -> str:
     amount = to_decimal(value)
     if amount is None:
         return DASH
-    if metric == "cost_per_request":
-        return money(amount * 1000) + " / 1k req"
-    if metric == "cost_per_resolved":
-        return money(amount * 1000) + " / 1k resolved"
+    if metric in PER_1K:
+        return money(amount * 1000) + PER_1K[metric]
     if metric == "cost_per_request_max":  # all the digits a budget's limit may have: over it never reads equal
         return money(amount, significant=12) + " / req"
     if metric == "monthly_cost":
@@ -144,12 +143,11 @@ def metric_value(metric: str, value: Any) -> str:
 
 def metric_pair(metric: str, base: Any, head: Any) -> tuple[str, str]:
     """A row's baseline and candidate, distinguishable when they differ."""
-    if metric in ("cost_per_request", "cost_per_resolved"):
+    if metric in PER_1K:
         b, h = to_decimal(base), to_decimal(head)
         if b is not None and h is not None:
             pb, ph = money_pair(b * 1000, h * 1000)
-            unit = " / 1k req" if metric == "cost_per_request" else " / 1k resolved"
-            return pb + unit, ph + unit
+            return pb + PER_1K[metric], ph + PER_1K[metric]
     return metric_value(metric, base), metric_value(metric, head)
 
 
@@ -157,10 +155,8 @@ def metric_delta(metric: str, delta: Any) -> str:
     amount = to_decimal(delta)
     if amount is None:
         return DASH
-    if metric == "cost_per_request":
-        return signed_money(amount * 1000) + " / 1k req"
-    if metric == "cost_per_resolved":
-        return signed_money(amount * 1000) + " / 1k resolved"
+    if metric in PER_1K:
+        return signed_money(amount * 1000) + PER_1K[metric]
     if metric == "monthly_cost":
         return signed_money(amount)
     if metric in SHARES:  # a change of a share is in percentage points

@@ -28,17 +28,17 @@ from types import MappingProxyType
 from pytest_benchmark.stats import Stats
 from pytest_benchmark.utils import PercentageRegressionCheck
 
-from pytest_costgate.backends import Completion, Request
-from pytest_costgate.backends.onnx import OnnxBackend
-from pytest_costgate.calibration import WORKLOAD, Probe
-from pytest_costgate.compare import compare_suite
-from pytest_costgate.config import MetricRule
-from pytest_costgate.specs import ModelSpec, TokenizerSpec
-from pytest_costgate.document import Calibration, Metrics, SuiteEntry
-from pytest_costgate.records import PromptResult
-from pytest_costgate.measure import replay, replay_interleaved
-from pytest_costgate.thresholds import parse_threshold
-from pytest_costgate.tokens import load_counter
+from pytest_costgate.replay.backends import Completion, Request
+from pytest_costgate.replay.backends.onnx import OnnxBackend
+from pytest_costgate.replay.probe import WORKLOAD, Probe
+from pytest_costgate.judge.compare import compare_suite
+from pytest_costgate.config.loader import MetricRule
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
+from pytest_costgate.store.document import Calibration, Metrics, SuiteEntry
+from pytest_costgate.store.records import PromptResult
+from pytest_costgate.replay.measure import replay, replay_interleaved
+from pytest_costgate.config.thresholds import parse_threshold
+from pytest_costgate.inputs.tokens import load_counter
 
 MODEL = Path(__file__).parent.parent / "fixtures" / "onnx" / "llama-tiny"
 RULES = {"latency_p50": MetricRule(fail=parse_threshold("latency_p50", "+5%"))}
@@ -201,7 +201,7 @@ def main() -> None:
                 outcome["stored"] = verdict(stored_base, head, False)
                 outcome["stored+calib"] = verdict(stored_base, head, True)
                 outcome["pytest-bench"] = "fail" if check.fails(bench(head_backend), bench_base) else "pass"
-                from pytest_costgate.calibration import speed
+                from pytest_costgate.judge.calibration import speed
 
                 found = speed(stored_base.calibration.ms, head.calibration.ms)
                 if found is not None:

@@ -6,14 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-from .document import Document
-from .errors import CostgateError
-from .escape import command_safe
+from .store.document import Document
+from .safety.errors import CostgateError
+from .safety.escape import command_safe
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .gate import prepare
+    from .config.loader import load_config
+    from .gate.suite import prepare
 
     config = load_config(Path(args.config))
     for suite in config.suites:
@@ -35,7 +35,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _load_document(path: str, what: str = "report") -> Document:
-    from .schema import read_document
+    from .store.schema import read_document
 
     doc = read_document(Path(path), "report" if what.startswith("report") else "baseline")
     if doc is None:
@@ -55,7 +55,7 @@ def _load_report(path: str) -> Document:
 
 def _emit(body: str, output: str | None) -> None:
     if output:
-        from .baseline import write_text_atomic
+        from .store.write import write_text_atomic
 
         write_text_atomic(Path(output), body)
     else:
@@ -63,7 +63,7 @@ def _emit(body: str, output: str | None) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .diff import diff_reports
+    from .gate.diff import diff_reports
     from .report.markdown import render_markdown
 
     report = diff_reports(_load_document(args.base, "baseline"), _load_document(args.head), args.base)
@@ -74,9 +74,9 @@ def _diff(args: argparse.Namespace) -> int:
 def _comment(args: argparse.Namespace) -> int:
     import os
 
-    from .errors import GitHubError
-    from .github import post, target_from_env
-    from .redact import register, register_environment
+    from .safety.errors import GitHubError
+    from .hosting.github import post, target_from_env
+    from .safety.redact import register, register_environment
     from .report.markdown import marker, render_gate_error, render_markdown
 
     register_environment()
@@ -121,25 +121,27 @@ def _comment(args: argparse.Namespace) -> int:
 
 def _say(text: str, err: bool = False) -> None:
     """Print one message line: redacted, escaped, never a workflow command."""
-    from .escape import terminal_block
+    from .safety.escape import terminal_block
 
     print(terminal_block(text), file=sys.stderr if err else sys.stdout)
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .merge import merge_parts
+    from .gate.merge import merge_parts
+    from .report.terminal import summary_lines
 
-    lines, status = merge_parts([Path(p) for p in args.parts], Path(args.output),
-                                Path(args.config) if args.config else None,
-                                Path(args.baseline) if args.baseline else None)
-    for line in lines:
+    merged = merge_parts([Path(p) for p in args.parts], Path(args.output), Path(args.config) if args.config else None,
+                         Path(args.baseline) if args.baseline else None)
+    for line in summary_lines(merged.report.suites, merged.baseline, {}, merged.baseline_path, merged.removed):
         _say(line)
-    return 1 if status == "fail" else 0
+    _say(f"costgate: merged {merged.parts} parts into {Path(args.output)}")
+    summary = merged.report.summary
+    return 1 if summary is not None and summary.status == "fail" else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `costgate` console script."""
-    from . import __version__
+    from .store.stamp import VERSION as __version__
 
     parser = argparse.ArgumentParser(prog="costgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"costgate {__version__} (pytest-costgate)")

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .specs import Config
-    from .document import Document, SuiteEntry
+    from .config.specs import Config
+    from .store.document import Document, SuiteEntry
 
 # flag, ini name, metavar (None: a boolean switch), help
 OPTIONS = [
@@ -88,7 +88,7 @@ def setting(config: pytest.Config, name: str) -> str | None:
 
 def usage(message: str) -> pytest.UsageError:
     """A usage error whose text (which may quote a value from a file a pull request changed) is safe to print."""
-    from .escape import terminal_block
+    from .safety.escape import terminal_block
 
     return pytest.UsageError(terminal_block(message))
 
@@ -110,10 +110,10 @@ def flag(config: pytest.Config, name: str) -> bool:
 
 def read_state(config: pytest.Config) -> State:
     """Load the config and baseline and check every option; a mistake is a UsageError naming it."""
-    from .config import load_config
-    from .errors import CostgateError
-    from .redact import shorten
-    from .schema import read_document
+    from .config.loader import load_config
+    from .safety.errors import CostgateError
+    from .safety.redact import shorten
+    from .store.schema import read_document
 
     here = Path(config.invocation_params.dir)
     path = Path(setting(config, "costgate_config") or config.rootpath / "costgate.yaml")
@@ -137,7 +137,7 @@ def read_state(config: pytest.Config) -> State:
             if update:
                 raise CostgateError("--costgate-against replays a live baseline; it can't be combined with "
                                     "--costgate-update-baseline.")
-            from .live import base_config
+            from .gate.live import base_config
 
             base_cfg = base_config(cg, against)
         elif not (update and not cg.baseline.exists()):
@@ -161,7 +161,7 @@ def read_state(config: pytest.Config) -> State:
         raise usage("costgate: --costgate-update-partial only applies with --costgate-update-baseline.")
     shards, shard = _shards(config), None
     if setting(config, "costgate_shard"):
-        from .shards import parse_shard
+        from .replay.shards import parse_shard
 
         try:
             shard = parse_shard(setting(config, "costgate_shard") or "")

@@ -20,7 +20,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "costgate: a cost-gate suite (select with -m costgate)")
     if not flag(config, "costgate"):
         return
-    from .redact import register_environment
+    from .safety.redact import register_environment
 
     register_environment()
     state = read_state(config)
@@ -82,20 +82,20 @@ class SuiteItem(pytest.Item):
         self.suite, self.shard = suite, shard
 
     def runtest(self) -> None:
-        from .escape import safe_logging
+        from .safety.escape import safe_logging
 
         with safe_logging():
             self._run()
 
     def _run(self) -> None:
-        from .gate import run_suite
+        from .gate.suite import run_suite
         from .report.terminal import breach_lines
 
         state = self.config.stash[STATE]
         spec = state.config.suite(self.suite)
         base_entry = None
         if state.against:
-            from .live import run_against
+            from .gate.live import run_against
 
             entry, base_entry = run_against(state.config, spec, state.base_config, state.against,
                                             state.tokens_only, state.deadline)
@@ -113,8 +113,8 @@ class SuiteItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         """The breach table or one clear error: never pytest's traceback with frame arguments of our internals."""
-        from .errors import CostgateError
-        from .escape import terminal_block
+        from .safety.errors import CostgateError
+        from .safety.escape import terminal_block
 
         error = excinfo.value
         if isinstance(error, SuiteFailed):
@@ -133,8 +133,8 @@ def progress_for(item: pytest.Item, name: str, tokens_only: bool) -> Any:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
         return None
-    from .escape import terminal
-    from .progress import Progress
+    from .safety.escape import terminal
+    from .replay.progress import Progress
 
     capture = config.pluginmanager.get_plugin("capturemanager")
     tty = reporter.isatty() if callable(getattr(reporter, "isatty", None)) else bool(getattr(reporter, "isatty", False))
@@ -159,7 +159,7 @@ def internal_error(name: str, excinfo: pytest.ExceptionInfo[BaseException]) -> s
     """An unexpected exception, shown as its type, message and where it happened; no argument or local values."""
     import traceback
 
-    from .redact import shorten
+    from .safety.redact import shorten
 
     frames = traceback.extract_tb(excinfo.tb)[-6:]
     where = [f"  {Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
@@ -187,10 +187,10 @@ class SuiteFailure:
         first = text.splitlines()[0] if text else ""
         if result is None or not first.endswith("FAIL:"):
             return first
-        from .errors import CostgateError
-        from .escape import terminal
+        from .safety.errors import CostgateError
+        from .safety.escape import terminal
         from .report.drivers import driver
-        from .schema import suite_from
+        from .store.schema import suite_from
 
         entry = result["entry"]
         try:
@@ -225,8 +225,8 @@ class Controller:
         if report.failed and self.failures_shown:  # pytest prints the breach table: the summary won't repeat it
             self.state.shown.add(result["name"] if result is not None else report.nodeid.rsplit("::", 1)[-1])
         if result is not None:
-            from .errors import CostgateError
-            from .schema import suite_from
+            from .safety.errors import CostgateError
+            from .store.schema import suite_from
 
             where = f"results of {report.nodeid}"
             try:
@@ -248,8 +248,8 @@ class Controller:
 
     def _join_shards(self, session: pytest.Session) -> None:
         """Sharded suites, whole again and judged once: a failing one fails the session (its items only measured)."""
-        from .errors import CostgateError
-        from .gate import join_and_judge
+        from .safety.errors import CostgateError
+        from .gate.parts import join_and_judge
 
         state = self.state
         for name, parts in state.parts.items():
@@ -269,7 +269,7 @@ class Controller:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .document import Document
+        from .store.document import Document
         from .report.files import write_outputs
 
         state = self.state
@@ -287,7 +287,7 @@ class Controller:
             if state.update and interrupted:
                 lines.append("costgate: the run was interrupted; the baseline was left as it was")
         except Exception as exc:  # noqa: BLE001 - whatever happens, the session must say so and not succeed
-            from .redact import shorten
+            from .safety.redact import shorten
 
             lines, ok = [f"costgate: ERROR: writing the outputs failed: {type(exc).__name__}: {shorten(exc, 300)}"], False
         state.written = lines
@@ -297,8 +297,8 @@ class Controller:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         import os
 
-        from .baseline import removed_suites
-        from .escape import stop_commands, terminal
+        from .judge.summary import removed_suites
+        from .safety.escape import stop_commands, terminal
         from .report.terminal import summary_lines
 
         terminalreporter.write_sep("=", "costgate")

@@ -32,7 +32,7 @@ DEMO = Path(__file__).parent.parent / "fixtures" / "demo"
 @pytest.fixture(autouse=True)
 def _fresh_secrets() -> Iterator[None]:
     """Each test registers its own secrets, so one test's registration can't hide another's leak."""
-    from pytest_costgate.redact import forget_all
+    from pytest_costgate.safety.redact import forget_all
 
     forget_all()
     yield

@@ -9,12 +9,13 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from pytest_costgate.calibration import WORKLOAD, Probe, speed
-from pytest_costgate.compare import compare_suite, round_spread
-from pytest_costgate.config import MetricRule
-from pytest_costgate.document import Calibration, Metrics, SuiteEntry
-from pytest_costgate.records import PromptResult
-from pytest_costgate.thresholds import parse_threshold
+from pytest_costgate.replay.probe import WORKLOAD, Probe
+from pytest_costgate.judge.calibration import speed
+from pytest_costgate.judge.compare import compare_suite, round_spread
+from pytest_costgate.config.loader import MetricRule
+from pytest_costgate.store.document import Calibration, Metrics, SuiteEntry
+from pytest_costgate.store.records import PromptResult
+from pytest_costgate.config.thresholds import parse_threshold
 
 RULES = {"latency_p50": MetricRule(fail=parse_threshold("latency_p50", "+5%"))}
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
@@ -133,8 +134,8 @@ def test_local_models_store_probe_timings_and_others_do_not(pytester, demo):
 
 
 def test_calibration_can_be_switched_off_or_bounded(tmp_path):
-    from pytest_costgate.config import load_config
-    from pytest_costgate.errors import ConfigError
+    from pytest_costgate.config.loader import load_config
+    from pytest_costgate.safety.errors import ConfigError
 
     (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
     (tmp_path / "t.j2").write_text("hi")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.config import load_config
-from pytest_costgate.errors import BackendError, GitHubError, TokenizerError
-from pytest_costgate.github import target_from_env
+from pytest_costgate.config.loader import load_config
+from pytest_costgate.safety.errors import BackendError, GitHubError, TokenizerError
+from pytest_costgate.hosting.github import target_from_env
 from pytest_costgate.report.numbers import money, money_pair, percent, signed_money
 from pytest_costgate.report.terminal import money as terminal_money
 
@@ -80,7 +80,7 @@ def test_creating_the_baseline_does_not_tell_you_to_create_it(pytester, demo):
 
 def test_costgate_version():
     done = subprocess.run([sys.executable, "-m", "pytest_costgate.cli", "--version"], capture_output=True, text=True)
-    from pytest_costgate import __version__
+    from pytest_costgate.store.stamp import VERSION as __version__
 
     assert done.returncode == 0 and done.stdout.strip() == f"costgate {__version__} (pytest-costgate)"
 
@@ -103,7 +103,7 @@ suites:
 def test_o200k_unavailable_says_how_to_get_it(monkeypatch, tmp_path):
     import tiktoken
 
-    from pytest_costgate import tokens
+    from pytest_costgate.inputs import tokens
 
     def offline(name):
         raise ConnectionError("HTTPSConnectionPool(host='openaipublic.blob.core.windows.net', port=443): Max retries "
@@ -122,7 +122,7 @@ def test_o200k_unavailable_says_how_to_get_it(monkeypatch, tmp_path):
 
 
 def test_missing_onnxruntime_names_the_package(monkeypatch):
-    from pytest_costgate.backends.onnx import import_onnxruntime
+    from pytest_costgate.replay.backends.ort import import_onnxruntime
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(BackendError, match=r"costgate.yaml:3: the onnx backend needs ONNX Runtime.*pip install onnx"):

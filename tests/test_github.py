@@ -8,8 +8,8 @@ import pytest
 
 from github_server import FakeGitHub
 from pytest_costgate.cli import main
-from pytest_costgate.errors import GitHubError
-from pytest_costgate.github import GitHub, Target, post, target_from_env
+from pytest_costgate.safety.errors import GitHubError
+from pytest_costgate.hosting.github import GitHub, Target, post, target_from_env
 from pytest_costgate.report.markdown import MARKER
 
 TOKEN = "ghs_secretTOKEN123"
@@ -144,7 +144,7 @@ def test_cli_comment_in_actions_posts_and_never_prints_the_token(gh, tmp_path, m
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     assert main(["comment", str(report)]) == 0
     assert len(gh.comments) == 1 and gh.comments[0]["body"].startswith(MARKER)
-    monkeypatch.setattr("pytest_costgate.github.time.sleep", lambda s: None)
+    monkeypatch.setattr("pytest_costgate.hosting.github.time.sleep", lambda s: None)
     gh.faults.extend([(403, {}, {"message": "no"})] + [(500, {}, {"message": "boom"})] * 4)
     assert main(["comment", str(report)]) == 0  # a failed comment warns; the verdict is the gate's business
     gh.faults.extend([(403, {}, {"message": "no"})] + [(500, {}, {"message": "boom"})] * 4)

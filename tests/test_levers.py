@@ -8,9 +8,9 @@ from fractions import Fraction
 import pytest
 
 from conftest import records
-from pytest_costgate.cache_share import cacheable, shared_prefixes
-from pytest_costgate.levers import PrefixCache
-from pytest_costgate.stats import budget_status, quantile_interval
+from pytest_costgate.inputs.cache_share import cacheable, shared_prefixes
+from pytest_costgate.config.specs import PrefixCache
+from pytest_costgate.judge.stats import budget_status, quantile_interval
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
 RULE = PrefixCache(min_tokens=1024, block=128)
@@ -86,8 +86,8 @@ suites:
 
 
 def expected_share(texts):
-    from pytest_costgate.specs import TokenizerSpec
-    from pytest_costgate.tokens import load_counter
+    from pytest_costgate.config.specs import TokenizerSpec
+    from pytest_costgate.inputs.tokens import load_counter
 
     counter = load_counter(TokenizerSpec(encoding="cl100k_base"))  # tiktoken's own encoding, loaded offline
     ids = [counter.engine.encode_ordinary(t) for t in texts]
@@ -438,8 +438,8 @@ suites:
     ("    thresholds: {escalation_rate: {fail: '-5%'}}\n", "escalation_rate"),
 ])
 def test_bad_lever_settings_name_the_field(tmp_path, extra, message):
-    from pytest_costgate.config import load_config
-    from pytest_costgate.errors import ConfigError
+    from pytest_costgate.config.loader import load_config
+    from pytest_costgate.safety.errors import ConfigError
 
     (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
     (tmp_path / "t.j2").write_text("hi")
@@ -451,7 +451,7 @@ def test_bad_lever_settings_name_the_field(tmp_path, extra, message):
 
 
 def test_snapshot_names_match_only_a_date_suffix():
-    from pytest_costgate.measure import route
+    from pytest_costgate.replay.measure import route
 
     routes = {"gpt-4": ("gpt-4", "P4"), "gpt-4o-mini": ("mini", "Pm"), "llama-3.1": ("llama", "Pl")}
     assert route(routes, "gpt-4o-mini-2024-07-18") == ("mini", "Pm")
@@ -471,8 +471,8 @@ def test_a_routed_model_without_pricing_fails_its_requests_instead_of_dropping_t
 def test_shares_never_exceed_the_input():
     from decimal import Decimal
 
-    from pytest_costgate.aggregate import aggregate
-    from pytest_costgate.records import PromptResult
+    from pytest_costgate.judge.aggregate import aggregate
+    from pytest_costgate.store.records import PromptResult
 
     rows = [PromptResult("a", Decimal(1), 5, input_tokens=5, output_tokens=1, cacheable_tokens=100, cached_tokens=50),
             PromptResult("b", Decimal(1), 5, input_tokens=15, output_tokens=1, cacheable_tokens=3, cached_tokens=0)]
@@ -495,8 +495,8 @@ def test_the_prefix_end_is_found_inside_an_included_file(pytester):
 
 
 def test_include_template_hash_is_the_same_in_any_checkout(tmp_path):
-    from pytest_costgate.specs import TemplateSpec
-    from pytest_costgate.render import PromptRenderer
+    from pytest_costgate.config.specs import TemplateSpec
+    from pytest_costgate.inputs.render import PromptRenderer
 
     hashes = []
     for where in ("one", "two/deeper"):
@@ -509,7 +509,7 @@ def test_include_template_hash_is_the_same_in_any_checkout(tmp_path):
 
 
 def test_suite_budgets_add_to_the_defaults(tmp_path):
-    from pytest_costgate.config import load_config
+    from pytest_costgate.config.loader import load_config
 
     (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
     (tmp_path / "t.j2").write_text("hi")
@@ -524,8 +524,8 @@ def test_suite_budgets_add_to_the_defaults(tmp_path):
                                                   ("cacheable_prefix_share", "-10%", "prefix_cache:"),
                                                   ("cost_per_resolved", "+5%", "a quality: rule")])
 def test_a_lever_threshold_without_its_lever_is_a_config_error(tmp_path, metric, value, needs):
-    from pytest_costgate.config import load_config
-    from pytest_costgate.errors import ConfigError
+    from pytest_costgate.config.loader import load_config
+    from pytest_costgate.safety.errors import ConfigError
 
     (tmp_path / "p.jsonl").write_text('{"id": "a", "vars": {}}\n')
     (tmp_path / "t.j2").write_text("hi")

@@ -11,8 +11,8 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from pytest_costgate.diff import diff_reports
-from pytest_costgate.schema import parse_document
+from pytest_costgate.gate.diff import diff_reports
+from pytest_costgate.store.schema import parse_document
 from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_gate_error, render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"

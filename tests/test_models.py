@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.backends import Request
-from pytest_costgate.backends.onnx import OnnxBackend
-from pytest_costgate.chat_format import ChatFormat, load_chat_format
-from pytest_costgate.specs import ModelSpec, TokenizerSpec
-from pytest_costgate.errors import BackendError, TemplateError
-from pytest_costgate.tokens import load_counter
+from pytest_costgate.replay.backends import Request
+from pytest_costgate.replay.backends.onnx import OnnxBackend
+from pytest_costgate.inputs.chat_format import ChatFormat, load_chat_format
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
+from pytest_costgate.safety.errors import BackendError, TemplateError
+from pytest_costgate.inputs.tokens import load_counter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
@@ -38,7 +38,7 @@ def run_all(model, prompts, batch: int, params=None) -> list:
 
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_genai_folder_replays_to_transformers_and_the_onnx_backend(batch):
-    from pytest_costgate.backends.genai import GenaiBackend
+    from pytest_costgate.replay.backends.genai import GenaiBackend
 
     genai = GenaiBackend(spec("genai", FIXTURES / "llama-tiny-genai", batch_size=batch))
     onnx = OnnxBackend(spec("onnx", FIXTURES / "llama-tiny", batch_size=batch))
@@ -53,7 +53,7 @@ def test_genai_folder_replays_to_transformers_and_the_onnx_backend(batch):
 
 
 def test_genai_backend_refuses_a_folder_that_is_not_genai(tmp_path):
-    from pytest_costgate.backends.genai import GenaiBackend
+    from pytest_costgate.replay.backends.genai import GenaiBackend
 
     with pytest.raises(BackendError, match="no genai_config.json; it is not an onnxruntime-genai model folder"):
         GenaiBackend(spec("genai", FIXTURES / "llama-tiny"))
@@ -145,7 +145,7 @@ def test_chat_template_ids_equal_transformers_apply_chat_template():
 
 
 def test_onnx_and_genai_replay_chat_prompts_with_the_model_template(tmp_path):
-    from pytest_costgate.backends.genai import GenaiBackend
+    from pytest_costgate.replay.backends.genai import GenaiBackend
 
     onnx = OnnxBackend(spec("onnx", FIXTURES / "llama-tiny-chat"))
     conversations = [tuple(c["messages"]) for c in CHAT["conversations"]]
@@ -221,7 +221,7 @@ def test_argmax_in_the_graph_gives_the_same_tokens(folder, tmp_path, monkeypatch
 
 
 def test_argmax_edit_falls_back_to_the_export_as_is(tmp_path, monkeypatch):
-    from pytest_costgate.backends.onnx_argmax import with_argmax
+    from pytest_costgate.replay.backends.onnx_argmax import with_argmax
 
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.backends import Request
-from pytest_costgate.backends.onnx import OnnxBackend
-from pytest_costgate.specs import GpuPrice, ModelSpec, TokenizerSpec
-from pytest_costgate.errors import BackendError
-from pytest_costgate.measure import replay
-from pytest_costgate.tokens import load_counter
+from pytest_costgate.replay.backends import Request
+from pytest_costgate.replay.backends.onnx import OnnxBackend
+from pytest_costgate.config.specs import GpuPrice, ModelSpec, TokenizerSpec
+from pytest_costgate.safety.errors import BackendError
+from pytest_costgate.replay.measure import replay
+from pytest_costgate.inputs.tokens import load_counter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
@@ -149,7 +149,7 @@ def test_prompt_longer_than_the_context_fails_alone():
 @pytest.mark.parametrize("folder", ["gpt2-tiny", "llama-tiny-merged"])
 def test_iobinding_path_matches_too(folder):
     """The CUDA path's IOBinding loop (present OrtValues re-bound as past), run here on the CPU."""
-    from pytest_costgate.backends.onnx_decoder import GreedyDecoder
+    from pytest_costgate.replay.backends.onnx_decoder import GreedyDecoder
 
     arch, _ = EXPORTS[folder]
     model = backend(FIXTURES / folder)

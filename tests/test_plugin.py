@@ -83,7 +83,7 @@ def test_update_baseline_writes_atomically_and_then_passes(pytester, demo):
 
 
 def test_update_of_one_suite_keeps_the_others(pytester, demo):
-    from pytest_costgate.schema import read_document
+    from pytest_costgate.store.schema import read_document
 
     before = read_document(demo / "baseline.json")
     pytester.runpytest(*GATE, "--costgate-update-baseline", "-k", "triage").assert_outcomes(passed=1)
@@ -183,7 +183,7 @@ def test_no_heavy_imports_at_plugin_load(pytester):
 import sys
 
 def test_modules():
-    loaded = [m for m in ("tiktoken", "onnxruntime", "jinja2", "tokenizers", "pytest_costgate.gate") if m in sys.modules]
+    loaded = [m for m in ("tiktoken", "onnxruntime", "jinja2", "tokenizers", "pytest_costgate.gate.suite") if m in sys.modules]
     assert loaded == []
 """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

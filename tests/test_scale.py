@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from openai_server import FakeOpenAI
-from pytest_costgate.backends import Request
-from pytest_costgate.backends.openai import OpenAIBackend
-from pytest_costgate.specs import ModelSpec, TokenizerSpec, TokenPrice
-from pytest_costgate.measure import replay
-from pytest_costgate.tokens import load_counter
+from pytest_costgate.replay.backends import Request
+from pytest_costgate.replay.backends.openai import OpenAIBackend
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.replay.measure import replay
+from pytest_costgate.inputs.tokens import load_counter
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
 
@@ -108,7 +108,7 @@ def test_concurrency_is_checked_at_config_load(pytester, value):
 
 
 def test_progress_lines_plain_and_tty():
-    from pytest_costgate.progress import Progress
+    from pytest_costgate.replay.progress import Progress
 
     now = [0.0]
     seen: list[tuple[str, bool]] = []
@@ -133,7 +133,7 @@ def test_collected_count_includes_the_suites(pytester, demo):
 
 
 def test_progress_shows_in_a_long_run(pytester, monkeypatch):
-    monkeypatch.setattr("pytest_costgate.progress.PLAIN_EVERY_S", 0.2)
+    monkeypatch.setattr("pytest_costgate.replay.progress.PLAIN_EVERY_S", 0.2)
     pytester.makepyfile(slow="import time\ndef run(prompt, params):\n    time.sleep(0.05)\n    return 'ok'\n")
     pytester.makefile(".jsonl", prompts="".join(json.dumps({"id": f"p{i}", "prompt": "x"}) + "\n" for i in range(12)))
     pytester.makefile(".yaml", costgate="models:\n  m: {backend: python, function: slow:run, path: .}\n"
@@ -209,7 +209,7 @@ def test_a_baseline_update_from_an_incremental_run_keeps_the_timed_records(pytes
 
 
 def test_shard_assignment_is_stable_and_balanced():
-    from pytest_costgate.shards import shard_of
+    from pytest_costgate.replay.shards import shard_of
 
     ids = [f"prompt-{i}" for i in range(4000)]
     shards = [shard_of(i, 8) for i in ids]
@@ -219,7 +219,7 @@ def test_shard_assignment_is_stable_and_balanced():
 
 
 def test_each_xdist_worker_takes_its_own_gpu():
-    from pytest_costgate.shards import worker_device
+    from pytest_costgate.replay.devices import worker_device
 
     assert [worker_device(f"gw{i}", 4) for i in range(6)] == [0, 1, 2, 3, 0, 1]
     assert worker_device("gw3", 1) is None and worker_device(None, 4) is None and worker_device("master", 4) is None
@@ -299,10 +299,10 @@ def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
 
 
 def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
-    from pytest_costgate.baseline import dumps_document
-    from pytest_costgate.document import Document, Metrics, SuiteEntry
-    from pytest_costgate.records import PROMPT_COLUMNS, ROWS_LIMIT, PromptResult, Records
-    from pytest_costgate.schema import parse_document
+    from pytest_costgate.store.write import dumps_document
+    from pytest_costgate.store.document import Document, Metrics, SuiteEntry
+    from pytest_costgate.store.records import PROMPT_COLUMNS, ROWS_LIMIT, PromptResult, Records
+    from pytest_costgate.store.schema import parse_document
 
     results = [PromptResult(f"p{i}", Decimal(1 + i % 3), 10 + i % 7, input_tokens=10 + i % 7, output_tokens=i % 5,
                             token_source="tokenizer+baseline", cost=Decimal(i % 11) / 1000, e2e_ms=float(i % 13),
@@ -328,7 +328,7 @@ def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
 
 
 def _counting_project(tmp_path: Path, tokenizer: str) -> Any:
-    from pytest_costgate.config import load_config
+    from pytest_costgate.config.loader import load_config
 
     lines = []
     for i in range(3000):
@@ -351,7 +351,8 @@ suites:
 def test_big_prompt_sets_are_counted_in_worker_processes_with_the_same_counts(tmp_path, monkeypatch):
     from concurrent.futures import ProcessPoolExecutor
 
-    from pytest_costgate import gate, tokens
+    from pytest_costgate.gate import suite as gate
+    from pytest_costgate.inputs import tokens
 
     spec = _counting_project(tmp_path, "cl100k_base")
     threaded, _ = gate.count_tokens_only(spec, {})
@@ -370,7 +371,8 @@ def test_a_counting_process_that_cannot_start_leaves_the_counts_exact(tmp_path, 
 
     import tiktoken_ext
 
-    from pytest_costgate import gate, tokens
+    from pytest_costgate.gate import suite as gate
+    from pytest_costgate.inputs import tokens
 
     local = tmp_path / "cl100k_base.tiktoken"
     shutil.copy(Path(tiktoken_ext.__path__[0]) / "data" / "cl100k_base.tiktoken", local)
@@ -391,7 +393,7 @@ def test_a_counting_process_that_cannot_start_leaves_the_counts_exact(tmp_path, 
 def test_a_worker_process_that_fails_to_start_midway_leaves_the_counts_exact():
     from concurrent.futures import ProcessPoolExecutor
 
-    from pytest_costgate import tokens
+    from pytest_costgate.inputs import tokens
 
     counter = load_counter(TokenizerSpec(encoding="cl100k_base"))
     texts = [f"prompt {i} " * (i % 9) for i in range(200)]
@@ -409,7 +411,7 @@ def test_a_worker_process_that_fails_to_start_midway_leaves_the_counts_exact():
 
 
 def test_counting_workers_share_the_cores_among_xdist_workers(monkeypatch):
-    from pytest_costgate import tokens
+    from pytest_costgate.inputs import tokens
 
     monkeypatch.setattr(tokens.os, "cpu_count", lambda: 16)
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
@@ -425,9 +427,9 @@ def test_counting_workers_share_the_cores_among_xdist_workers(monkeypatch):
 def test_gpu_time_costs_take_the_fast_read():
     """A GPU-priced suite's costs run to 30-odd decimal places: a million of them must not fall back to the
     record-by-record checks."""
-    from pytest_costgate.pricing import gpu_cost_measured
-    from pytest_costgate.records import PROMPT_COLUMNS, FIELDS
-    from pytest_costgate.schema_prompts import columns_fast
+    from pytest_costgate.pricing.prices import gpu_cost_measured
+    from pytest_costgate.store.records import PROMPT_COLUMNS, FIELDS
+    from pytest_costgate.store.schema_prompts import columns_fast
 
     costs = [gpu_cost_measured(Decimal("2.5"), Decimal(repr(100 + i / 7)) / 1000, 1) for i in range(50)]
     assert max(len(format(c.normalize(), "f")) for c in costs) > 32

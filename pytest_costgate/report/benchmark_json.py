@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from ..document import Document
+from ..store.document import Document
 
 SAMPLES = {"e2e": "e2e_ms", "ttft": "ttft_ms", "tpot": "tpot_ms"}
 

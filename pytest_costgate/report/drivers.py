@@ -7,11 +7,10 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-from ..attribution import price_change_text
-from ..cache_share import PREFIX_NOTE
-from ..document import Attribution, SuiteEntry
-from ..escape import markdown_cell as cell
-from ..verdict import Row
+from .notes import price_change_text
+from ..store.document import Attribution, SuiteEntry
+from ..safety.escape import markdown_cell as cell
+from ..store.verdicts import Row
 from .numbers import SHARES, count, metric_delta, metric_pair, percent, signed_money, to_decimal
 
 
@@ -62,8 +61,7 @@ def _metric_change(row: Row, esc: Any = cell) -> str:
 
 def _cache_change(row: Row, verdict: Any, esc: Any = cell) -> str:
     """'cacheable prefix 93.5% → 0%: the shared prefix now ends at line 1 of templates/support.j2'."""
-    moved = next((n for n in verdict.notes if n.startswith(PREFIX_NOTE)), None)
-    where = moved.replace("the prefix every prompt shares", "the shared prefix") if moved else None
+    where = f"the shared prefix now ends at {verdict.prefix_end}" if verdict.prefix_end else None
     return _metric_change(row, esc) + (f": {esc(where, 200)}" if where and row.metric == "cacheable_prefix_share"
                                        else "")
 

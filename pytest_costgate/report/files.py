@@ -5,11 +5,14 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..baseline import document, removed_suites, summary, update_baseline, write_json_atomic, write_text_atomic
-from ..specs import Config
-from ..document import Document, SuiteEntry
-from ..errors import CostgateError
-from ..redact import redact
+from ..store.stamp import document
+from ..judge.summary import removed_suites, summary
+from ..gate.update import update_baseline
+from ..store.write import write_json_atomic, write_text_atomic
+from ..config.specs import Config
+from ..store.document import Document, SuiteEntry
+from ..safety.errors import CostgateError
+from ..safety.redact import redact
 from .markdown import render_markdown
 
 

@@ -10,16 +10,16 @@ from typing import Any, Sequence
 
 import jinja2
 
-from .. import __version__
-from ..document import Document, SuiteEntry, Summary
-from ..errors import TemplateError
-from ..verdict import Row
-from ..escape import markdown_cell as cell
-from ..redact import redact
-from ..watchdog import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
+from ..store.stamp import VERSION as __version__
+from ..store.document import Document, SuiteEntry, Summary
+from ..safety.errors import TemplateError
+from ..store.verdicts import Row
+from ..safety.escape import markdown_cell as cell
+from ..safety.redact import redact
+from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
+from .notes import note_lines
 from .drivers import LABEL, cause, code, driver, price_changes
-from .numbers import (metric_delta, metric_pair, money, money_pair, percent, signed_money, signed_tokens, to_decimal,
-                      tokens)
+from .numbers import (metric_delta, metric_pair, money, money_pair, percent, signed_money, signed_tokens, to_decimal, tokens)
 
 MARKER_PREFIX = "<!-- costgate-comment"
 GITHUB_LIMIT = 65_536
@@ -177,8 +177,7 @@ def context(report: Document, top_prompts: int = 10, notes: bool = True,
         "drivers": drivers, "suites": suites, "split": split, "breaches": breaches, "changes": changes,
         "inputs": inputs, "latency": latency, "chart": _chart(chart),
         "notes": [f"**{cell(n)}**: {cell(note, 300)}" for n, e in report.suites.items()
-                  for note in (e.verdict.notes if e.verdict else ())
-                  if e.attribution is None or not note.startswith(SHOWN_ELSEWHERE)] if notes else [],
+                  for note in note_lines(e, inputs_shown=e.attribution is not None)] if notes else [],
         "environment": cell(", ".join(f"{k} {v}" for k, v in report.environment.items() if k != "costgate"), 200),
         "prices": cell(" ".join(p for p in (report.price_source, report.price_date) if p) or "not stated"),
         "baseline": cell(((summary.baseline_git_sha if summary else None) or "unknown")[:12]), "version": __version__,
@@ -219,7 +218,6 @@ def headline(summary: Summary | None, report: Document | None = None) -> str:
     return f"{verdict} — {money_part}"
 
 
-SHOWN_ELSEWHERE = ("template changed", "prices changed")  # the inputs table says these, by file and price
 CHART_BASE, CHART_HEAD = "#afb8c1", "#0969da"
 
 

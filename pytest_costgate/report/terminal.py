@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Collection, Mapping
 
-from ..document import Document, SuiteEntry
+from ..store.document import Document, SuiteEntry
 from . import numbers
+from .notes import note_lines
 
 ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "new": "NEW", "no-baseline": "NO BASELINE",
         "error": "ERROR"}
@@ -43,7 +44,7 @@ def breach_lines(name: str, entry: SuiteEntry) -> list[str]:
                        [[r.metric, *_pair(r), _change(r), r.threshold or "-", r.status] for r in rows])
         lines += [f"{r.metric}: {'measured' if r.metric.endswith('_max') else 'paired change'} {r.interval}"
                   for r in rows if r.interval]
-    lines += [f"note: {note}" for note in verdict.notes]
+    lines += [f"note: {note}" for note in note_lines(entry)]
     return lines
 
 
@@ -64,7 +65,7 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
                   updating: bool = False) -> list[str]:
     """The session's cost table: one row per suite, then warnings, breaches and notes. Suites in `shown` had
     their breach table or error printed by pytest already (their item's failure): one line points there."""
-    from ..baseline import summary
+    from ..judge.summary import summary
     from .drivers import driver
 
     base_suites = baseline.suites if baseline else {}
@@ -100,7 +101,7 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
             lines += ["", f"{name} {entry.status.upper()}: {why}" + (" (breach table above)" if name in shown else "")]
         elif name in shown:
             lines += ["", f"costgate suite '{name}' {entry.status.upper()}: see its failure above"]
-        if name not in shown and verdict is not None and (verdict.status in ("warn", "fail") or verdict.notes or any(
+        if name not in shown and verdict is not None and (verdict.status in ("warn", "fail") or note_lines(entry) or any(
                 r.status == "inconclusive" for r in verdict.rows)):
             lines += [] if why else [""]
             lines += breach_lines(name, entry)

@@ -1,0 +1,97 @@
+"""The backend seam: what costgate needs of a model (the Backend Protocol), what it sends (Request) and what it gets
+back (Completion). Built-in backends live beside this file, one per module; a third party registers its class
+under the `costgate.backends` entry point group (config/registry.py finds it by name)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Union
+
+from ...safety.errors import BackendError
+from ...config.registry import backend_class
+
+if TYPE_CHECKING:
+    from ...config.specs import ModelSpec
+
+
+Prompt = Union[str, tuple[Mapping[str, str], ...]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One replayed prompt: text (completions) or messages (chat), and generation params."""
+
+    id: str
+    prompt: Prompt
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend measured for one request; `error` set means it failed for good."""
+
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    token_source: str = "tokenizer"  # usage | engine | tokenizer
+    ttft_ms: float | None = None
+    e2e_ms: float | None = None
+    busy_ms: float | None = None  # device time charged to this request (a batch's wall / its size)
+    token_ids: tuple[int, ...] | None = None
+    e2e_runs: tuple[float, ...] | None = None  # set by measure when a prompt was replayed several times
+    error: str | None = None
+    note: str | None = None  # something the user should know about this answer (e.g. server usage ignored)
+    served_by: str | None = None  # the model that answered (a router's choice; OpenAI's response 'model')
+
+
+def max_new_tokens(params: Mapping[str, Any], default: int) -> int:
+    """How many tokens a local model may generate for a request: max_new_tokens, else max_tokens, else its default."""
+    return int(params.get("max_new_tokens", params.get("max_tokens", default)))
+
+
+def too_long(request: Request, tokens: int, max_new: int, context: int) -> Completion:
+    """The error of a prompt that, with its new tokens, does not fit the model's positions."""
+    return Completion(error=f"prompt '{request.id}' has {tokens} tokens + {max_new} new tokens, more than the "
+                            f"model's {context} positions; shorten the prompt or max_new_tokens")
+
+
+class Backend(Protocol):
+    """What costgate needs of a model: replay one request, describe where it ran."""
+
+    OPTIONS: ClassVar[frozenset[str]]
+
+    def complete(self, request: Request) -> Completion: ...
+
+    def fingerprint(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+CONCURRENCY_OPTIONS = frozenset({"concurrency", "max_requests_per_s"})
+
+
+def check_concurrency(options: Mapping[str, Any], fail: Any) -> tuple[int, float | None]:
+    """`concurrency` (requests in flight, 1 to 1024) and `max_requests_per_s` (a positive number), checked."""
+    import math
+
+    concurrency = options.get("concurrency", 1)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 1024:
+        raise fail("concurrency", f"expected a whole number of requests in flight from 1 to 1024, got {concurrency!r}."
+                   if not isinstance(concurrency, int) or abs(concurrency) < 10**30 else "expected 1 to 1024.")
+    rate = options.get("max_requests_per_s")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or
+                             (isinstance(rate, int) and abs(rate) > 10**9) or not math.isfinite(rate) or rate <= 0):
+        raise fail("max_requests_per_s", "expected a positive number of requests a second.")
+    return concurrency, None if rate is None else float(rate)
+
+
+def create_backend(spec: ModelSpec) -> Backend:
+    """Instantiate the backend for a model; construction errors become BackendError."""
+    cls = backend_class(spec.backend)
+    try:
+        return cls(spec)  # type: ignore[no-any-return]
+    except BackendError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party backend can raise anything
+        raise BackendError(f"{spec.where}: backend '{spec.backend}' failed to start: "
+                           f"{type(exc).__name__}: {exc}") from exc

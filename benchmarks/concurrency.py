@@ -13,11 +13,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from openai_server import FakeOpenAI  # noqa: E402 - the loopback server the tests use
+
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.inputs.tokens import load_counter  # noqa: E402
 from pytest_costgate.replay.backends import Request  # noqa: E402
 from pytest_costgate.replay.backends.openai import OpenAIBackend  # noqa: E402
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.replay.measure import replay  # noqa: E402
-from pytest_costgate.inputs.tokens import load_counter  # noqa: E402
 
 
 def run(url: str, prompts: int, concurrency: int) -> tuple[float, list[tuple[str, int, int]]]:

@@ -28,17 +28,17 @@ from types import MappingProxyType
 from pytest_benchmark.stats import Stats
 from pytest_benchmark.utils import PercentageRegressionCheck
 
-from pytest_costgate.replay.backends import Completion, Request
-from pytest_costgate.replay.backends.onnx import OnnxBackend
-from pytest_costgate.replay.probe import WORKLOAD, Probe
-from pytest_costgate.judge.compare import compare_suite
 from pytest_costgate.config.loader import MetricRule
 from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
-from pytest_costgate.store.document import Calibration, Metrics, SuiteEntry
-from pytest_costgate.store.records import PromptResult
-from pytest_costgate.replay.measure import replay, replay_interleaved
 from pytest_costgate.config.thresholds import parse_threshold
 from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.judge.compare import compare_suite
+from pytest_costgate.replay.backends import Completion, Request
+from pytest_costgate.replay.backends.onnx import OnnxBackend
+from pytest_costgate.replay.measure import replay, replay_interleaved
+from pytest_costgate.replay.probe import WORKLOAD, Probe
+from pytest_costgate.store.document import Calibration, Metrics, SuiteEntry
+from pytest_costgate.store.records import PromptResult
 
 MODEL = Path(__file__).parent.parent / "fixtures" / "onnx" / "llama-tiny"
 RULES = {"latency_p50": MetricRule(fail=parse_threshold("latency_p50", "+5%"))}

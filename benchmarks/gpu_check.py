@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.replay.backends import Request  # noqa: E402
 from pytest_costgate.replay.backends.onnx import OnnxBackend
 from pytest_costgate.replay.backends.ort import import_onnxruntime  # noqa: E402
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.safety.errors import BackendError  # noqa: E402
 
 MODELS = ["llama-tiny", "llama-tiny-merged", "gpt2-tiny", "llama-tiny-nopast", "gpt2-tiny-nopast"]

@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.replay.backends import Request  # noqa: E402
 from pytest_costgate.replay.backends.onnx import OnnxBackend  # noqa: E402
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 
 PROMPTS = [f"Customer {i}: how do I reset my password? My invoice shows a double charge for order A-{1000 + i}."
            for i in range(32)]
@@ -183,7 +183,7 @@ def main() -> None:
     for batch in (1, 4, 16):
         b = backend(args.model, args.provider, batch)
         replay(b, args.max_new)
-        value = statistics.median(timed(lambda: replay(b, args.max_new)) for _ in range(args.rounds))
+        value = statistics.median(timed(lambda b=b: replay(b, args.max_new)) for _ in range(args.rounds))
         print(f"batch {batch:2d}: {value:10,.0f} tokens/s")
 
 

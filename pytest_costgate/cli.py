@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from .store.document import Document
 from .safety.errors import CostgateError
 from .safety.escape import command_safe
+from .store.document import Document
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -74,10 +74,10 @@ def _diff(args: argparse.Namespace) -> int:
 def _comment(args: argparse.Namespace) -> int:
     import os
 
-    from .safety.errors import GitHubError
     from .hosting.github import post, target_from_env
-    from .safety.redact import register, register_environment
     from .report.markdown import marker, render_gate_error, render_markdown
+    from .safety.errors import GitHubError
+    from .safety.redact import register, register_environment
 
     register_environment()
     register(os.environ.get(args.token_env))

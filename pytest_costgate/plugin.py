@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         collector = CostgateFile.from_parent(session, path=state.config.path)
         suites = list(collector.collect())
         # Reported like any collected file, so "collected N items" and --co count the suites.
-        session.ihook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, suites))
+        session.ihook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, [*suites]))
         items.extend(suites)
 
 
@@ -57,6 +58,7 @@ class CostgateFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         state = self.config.stash[STATE]
         for suite in state.config.suites:
+            shards: list[tuple[int, int] | None]
             if state.shard is not None:  # a CI matrix job runs its one shard of every suite
                 shards = [state.shard]
             else:
@@ -133,8 +135,8 @@ def progress_for(item: pytest.Item, name: str, tokens_only: bool) -> Any:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
         return None
-    from .safety.escape import terminal
     from .replay.progress import Progress
+    from .safety.escape import terminal
 
     capture = config.pluginmanager.get_plugin("capturemanager")
     tty = reporter.isatty() if callable(getattr(reporter, "isatty", None)) else bool(getattr(reporter, "isatty", False))
@@ -187,9 +189,9 @@ class SuiteFailure:
         first = text.splitlines()[0] if text else ""
         if result is None or not first.endswith("FAIL:"):
             return first
+        from .report.drivers import driver
         from .safety.errors import CostgateError
         from .safety.escape import terminal
-        from .report.drivers import driver
         from .store.schema import suite_from
 
         entry = result["entry"]
@@ -221,7 +223,7 @@ class Controller:
             return
         result = getattr(report, "costgate", None)
         if report.failed and isinstance(report.longrepr, str):
-            report.longrepr = SuiteFailure(report.longrepr, result)
+            report.longrepr = SuiteFailure(report.longrepr, result)  # type: ignore[assignment]  # pytest calls toterminal()
         if report.failed and self.failures_shown:  # pytest prints the breach table: the summary won't repeat it
             self.state.shown.add(result["name"] if result is not None else report.nodeid.rsplit("::", 1)[-1])
         if result is not None:
@@ -248,8 +250,8 @@ class Controller:
 
     def _join_shards(self, session: pytest.Session) -> None:
         """Sharded suites, whole again and judged once: a failing one fails the session (its items only measured)."""
-        from .safety.errors import CostgateError
         from .gate.parts import join_and_judge
+        from .safety.errors import CostgateError
 
         state = self.state
         for name, parts in state.parts.items():
@@ -269,8 +271,8 @@ class Controller:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .store.document import Document
         from .report.files import write_outputs
+        from .store.document import Document
 
         state = self.state
         self._join_shards(session)
@@ -298,8 +300,8 @@ class Controller:
         import os
 
         from .judge.summary import removed_suites
-        from .safety.escape import stop_commands, terminal
         from .report.terminal import summary_lines
+        from .safety.escape import stop_commands, terminal
 
         terminalreporter.write_sep("=", "costgate")
         state = self.state

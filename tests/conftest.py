@@ -4,15 +4,15 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 # pytester's in-process runs restore sys.modules afterwards; modules first imported inside one would be
 # imported again by the next, which requests (CookieJar checks) and numpy/onnxruntime refuse.
 import numpy  # noqa: F401
 import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
+import pytest
 import requests  # noqa: F401
 import tokenizers  # noqa: F401
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from github_server import FakeGitHub
 
 ROOT = Path(__file__).parent.parent

@@ -9,13 +9,13 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from pytest_costgate.replay.probe import WORKLOAD, Probe
+from pytest_costgate.config.loader import MetricRule
+from pytest_costgate.config.thresholds import parse_threshold
 from pytest_costgate.judge.calibration import speed
 from pytest_costgate.judge.compare import compare_suite, round_spread
-from pytest_costgate.config.loader import MetricRule
+from pytest_costgate.replay.probe import WORKLOAD, Probe
 from pytest_costgate.store.document import Calibration, Metrics, SuiteEntry
 from pytest_costgate.store.records import PromptResult
-from pytest_costgate.config.thresholds import parse_threshold
 
 RULES = {"latency_p50": MetricRule(fail=parse_threshold("latency_p50", "+5%"))}
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pytest_costgate.config.loader import load_config
-from pytest_costgate.safety.errors import BackendError, GitHubError, TokenizerError
 from pytest_costgate.hosting.github import target_from_env
 from pytest_costgate.report.numbers import money, money_pair, percent, signed_money
 from pytest_costgate.report.terminal import money as terminal_money
+from pytest_costgate.safety.errors import BackendError, GitHubError, TokenizerError
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,12 +5,12 @@ import json
 import time
 
 import pytest
-
 from github_server import FakeGitHub
+
 from pytest_costgate.cli import main
-from pytest_costgate.safety.errors import GitHubError
 from pytest_costgate.hosting.github import GitHub, Target, post, target_from_env
 from pytest_costgate.report.markdown import MARKER
+from pytest_costgate.safety.errors import GitHubError
 
 TOKEN = "ghs_secretTOKEN123"
 

@@ -6,10 +6,10 @@ import json
 from fractions import Fraction
 
 import pytest
-
 from conftest import records
-from pytest_costgate.inputs.cache_share import cacheable, shared_prefixes
+
 from pytest_costgate.config.specs import PrefixCache
+from pytest_costgate.inputs.cache_share import cacheable, shared_prefixes
 from pytest_costgate.judge.stats import budget_status, quantile_interval
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]

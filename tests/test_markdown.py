@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import cmarkgfm
@@ -12,8 +12,8 @@ import pytest
 from cmarkgfm.cmark import Options
 
 from pytest_costgate.gate.diff import diff_reports
-from pytest_costgate.store.schema import parse_document
 from pytest_costgate.report.markdown import MARKER_PREFIX, cell, marker, render_gate_error, render_markdown
+from pytest_costgate.store.schema import parse_document
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = ["all-pass", "failing-suite", "price-change", "output-growth", "new-suite", "removed-suite", "no-baseline",

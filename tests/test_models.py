@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
+from pytest_costgate.inputs.chat_format import ChatFormat, load_chat_format
+from pytest_costgate.inputs.tokens import load_counter
 from pytest_costgate.replay.backends import Request
 from pytest_costgate.replay.backends.onnx import OnnxBackend
-from pytest_costgate.inputs.chat_format import ChatFormat, load_chat_format
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 from pytest_costgate.safety.errors import BackendError, TemplateError
-from pytest_costgate.inputs.tokens import load_counter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())

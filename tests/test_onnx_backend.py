@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_costgate.config.specs import GpuPrice, ModelSpec, TokenizerSpec
+from pytest_costgate.inputs.tokens import load_counter
 from pytest_costgate.replay.backends import Request
 from pytest_costgate.replay.backends.onnx import OnnxBackend
-from pytest_costgate.config.specs import GpuPrice, ModelSpec, TokenizerSpec
-from pytest_costgate.safety.errors import BackendError
 from pytest_costgate.replay.measure import replay
-from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.safety.errors import BackendError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())

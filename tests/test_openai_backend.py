@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.net.retry import rate_limit_wait, retry_after
 from pytest_costgate.replay.backends import Request
 from pytest_costgate.replay.backends.openai import OpenAIBackend
-from pytest_costgate.net.retry import rate_limit_wait, retry_after
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
-from pytest_costgate.safety.errors import BackendError
 from pytest_costgate.replay.measure import replay
-from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.safety.errors import BackendError
 
 CHAT = Request("p1", ({"role": "user", "content": "where is my parcel today"},), {"max_tokens": 4})
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_costgate.config.loader import load_config
-from pytest_costgate.safety.errors import CostgateError
 from pytest_costgate.inputs.prompts import load_prompt_set
+from pytest_costgate.safety.errors import CostgateError
 from pytest_costgate.store.schema import parse_document, read_document
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -170,9 +170,9 @@ values = st.one_of(st.text(max_size=10), st.integers(), st.none(), st.booleans()
 @given(plain_sources, values, values, st.booleans())
 def test_the_plain_fast_path_renders_what_jinja_renders(source, a, b, trailing):
     from pytest_costgate.config.specs import TemplateSpec
-    from pytest_costgate.safety.errors import TemplateError
     from pytest_costgate.inputs.prompts import PromptRecord
     from pytest_costgate.inputs.render import PromptRenderer, plain_parts
+    from pytest_costgate.safety.errors import TemplateError
 
     source += "\n" if trailing else ""
     renderer = PromptRenderer(TemplateSpec(chat=(("user", source, "inline"),)))
@@ -232,10 +232,11 @@ cells = {
 @SETTINGS
 @given(st.lists(st.tuples(*[cells[name] for name in cells]), max_size=4))
 def test_fast_rows_agree_with_the_exact_checks(rows):
-    from pytest_costgate.store.records import PROMPT_COLUMNS
     from pytest_costgate.safety.errors import BaselineError
+    from pytest_costgate.store.records import PROMPT_COLUMNS
     from pytest_costgate.store.schema import JsonReader
-    from pytest_costgate.store.schema_prompts import columnar as _columnar, columns_fast as _columns_fast
+    from pytest_costgate.store.schema_prompts import columnar as _columnar
+    from pytest_costgate.store.schema_prompts import columns_fast as _columns_fast
 
     assert tuple(cells) == PROMPT_COLUMNS
     rows = [list(row) for row in rows]

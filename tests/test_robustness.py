@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.replay.backends import Request
-from pytest_costgate.replay.backends.openai import OpenAIBackend
 from pytest_costgate.cli import main
 from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
+from pytest_costgate.replay.backends import Request
+from pytest_costgate.replay.backends.openai import OpenAIBackend
 from pytest_costgate.store.schema import read_document
 
 ROOT = Path(__file__).parent.parent
@@ -33,8 +33,8 @@ def backend(url: str, **options) -> OpenAIBackend:
 
 @pytest.mark.parametrize("action", ["usage-negative", "usage-string"])
 def test_implausible_server_usage_is_replaced_by_the_tokenizer_count(openai_server, action):
-    from pytest_costgate.replay.measure import result_from
     from pytest_costgate.inputs.tokens import load_counter
+    from pytest_costgate.replay.measure import result_from
 
     openai_server.default = action
     done = backend(openai_server.url).complete(Request("p", "hello there friend", {"max_tokens": 3}))
@@ -45,10 +45,10 @@ def test_implausible_server_usage_is_replaced_by_the_tokenizer_count(openai_serv
 
 
 def test_a_python_model_reporting_absurd_counts_is_not_believed():
-    from pytest_costgate.replay.backends import Completion
     from pytest_costgate.config.specs import TokenPrice
-    from pytest_costgate.replay.measure import result_from
     from pytest_costgate.inputs.tokens import load_counter
+    from pytest_costgate.replay.backends import Completion
+    from pytest_costgate.replay.measure import result_from
 
     done = Completion(text="ok", input_tokens=10**15, output_tokens=-3, token_source="engine")
     record = result_from("p", Decimal(1), 7, done, load_counter(TokenizerSpec("cl100k_base")),
@@ -345,8 +345,8 @@ def test_tokens_only_never_writes_a_baseline(pytester, demo):
 
 
 def test_a_single_file_for_an_encoding_built_from_two_says_so(tmp_path):
-    from pytest_costgate.safety.errors import TokenizerError
     from pytest_costgate.inputs.tokens import load_counter
+    from pytest_costgate.safety.errors import TokenizerError
 
     bogus = tmp_path / "gpt2.tiktoken"
     bogus.write_text("x")
@@ -442,8 +442,8 @@ def test_against_skips_absolute_symlinks_elsewhere_in_the_repository(pytester, d
 
 
 def test_prompt_set_errors_come_in_file_order_and_name_their_line_across_blocks(tmp_path):
-    from pytest_costgate.safety.errors import PromptSetError
     from pytest_costgate.inputs.prompts import BLOCK, load_prompt_set
+    from pytest_costgate.safety.errors import PromptSetError
 
     path = tmp_path / "p.jsonl"
 
@@ -475,11 +475,11 @@ def test_prompt_set_errors_come_in_file_order_and_name_their_line_across_blocks(
 def test_a_stored_prompt_with_a_null_id_is_a_located_error(tmp_path, form):
     from decimal import Decimal
 
-    from pytest_costgate.store.write import dumps_document
-    from pytest_costgate.store.document import Document, Metrics, SuiteEntry
     from pytest_costgate.safety.errors import BaselineError
+    from pytest_costgate.store.document import Document, Metrics, SuiteEntry
     from pytest_costgate.store.records import ROWS_LIMIT, PromptResult
     from pytest_costgate.store.schema import read_document
+    from pytest_costgate.store.write import dumps_document
 
     n = 3 if form == "rows" else ROWS_LIMIT + 1
     prompts = {f"p{i}": PromptResult(f"p{i}", Decimal(1), 5, input_tokens=5) for i in range(n)}

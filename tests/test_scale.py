@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from openai_server import FakeOpenAI
+
+from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
+from pytest_costgate.inputs.tokens import load_counter
 from pytest_costgate.replay.backends import Request
 from pytest_costgate.replay.backends.openai import OpenAIBackend
-from pytest_costgate.config.specs import ModelSpec, TokenizerSpec, TokenPrice
 from pytest_costgate.replay.measure import replay
-from pytest_costgate.inputs.tokens import load_counter
 
 GATE = ["--costgate", "--costgate-config", "costgate.yaml", "-p", "no:cacheprovider"]
 
@@ -148,8 +148,8 @@ def incremental_project(pytester, url: str, suites: int = 3, prompts: int = 6) -
     records = "".join(json.dumps({"id": f"p{i}", "vars": {"q": f"question {i} about refunds"}}) + "\n"
                       for i in range(prompts))
     pytester.makefile(".jsonl", prompts=records)
-    body = "models:\n  m: {backend: openai, base_url: \"%s\", pricing: {input_per_1m: 1, output_per_1m: 2}}\n" \
-           "suites:\n" % url
+    body = f"models:\n  m: {{backend: openai, base_url: \"{url}\", pricing: {{input_per_1m: 1, output_per_1m: 2}}}}\n" \
+           "suites:\n"
     for n in range(suites):
         (pytester.path / f"t{n}.j2").write_text(f"Template {n}. Q: {{{{ q }}}}")
         body += f"  s{n}: {{model: m, prompts: prompts.jsonl, template: t{n}.j2, replay: changed}}\n"
@@ -299,10 +299,10 @@ def test_a_shard_never_updates_a_baseline_and_needs_a_report(pytester, demo):
 
 
 def test_big_suites_are_stored_column_major_and_read_back_the_same(tmp_path):
-    from pytest_costgate.store.write import dumps_document
     from pytest_costgate.store.document import Document, Metrics, SuiteEntry
     from pytest_costgate.store.records import PROMPT_COLUMNS, ROWS_LIMIT, PromptResult, Records
     from pytest_costgate.store.schema import parse_document
+    from pytest_costgate.store.write import dumps_document
 
     results = [PromptResult(f"p{i}", Decimal(1 + i % 3), 10 + i % 7, input_tokens=10 + i % 7, output_tokens=i % 5,
                             token_source="tokenizer+baseline", cost=Decimal(i % 11) / 1000, e2e_ms=float(i % 13),
@@ -428,7 +428,7 @@ def test_gpu_time_costs_take_the_fast_read():
     """A GPU-priced suite's costs run to 30-odd decimal places: a million of them must not fall back to the
     record-by-record checks."""
     from pytest_costgate.pricing.prices import gpu_cost_measured
-    from pytest_costgate.store.records import PROMPT_COLUMNS, FIELDS
+    from pytest_costgate.store.records import FIELDS, PROMPT_COLUMNS
     from pytest_costgate.store.schema_prompts import columns_fast
 
     costs = [gpu_cost_measured(Decimal("2.5"), Decimal(repr(100 + i / 7)) / 1000, 1) for i in range(50)]

@@ -8,15 +8,15 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
-
 from github_server import FakeGitHub
 from openai_server import FakeOpenAI
+
 from pytest_costgate.cli import main
+from pytest_costgate.hosting.github import GitHub, Target, post
+from pytest_costgate.report.markdown import marker, render_markdown
 from pytest_costgate.safety.errors import GitHubError
 from pytest_costgate.safety.escape import terminal
-from pytest_costgate.hosting.github import GitHub, Target, post
 from pytest_costgate.safety.redact import redact, register, register_url
-from pytest_costgate.report.markdown import marker, render_markdown
 
 KEY = "keyMARKERq7f3a9c1e5b"          # no known key shape: only the registry can catch it
 HEADER_SECRET = "hdrMARKERz81k2m4n6p"
@@ -287,9 +287,9 @@ def test_marker_gate_id_cannot_break_out_of_the_html_comment():
 def test_model_redirects_are_not_followed(status):
     from decimal import Decimal
 
+    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
     from pytest_costgate.replay.backends import Request
     from pytest_costgate.replay.backends.openai import OpenAIBackend
-    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 
     server, other = FakeOpenAI(), FakeOpenAI()
     try:
@@ -428,9 +428,9 @@ suites:
 
 
 def test_a_secret_far_into_an_error_body_is_never_cut_into_view(openai_server, monkeypatch):
+    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
     from pytest_costgate.replay.backends import Request
     from pytest_costgate.replay.backends.openai import OpenAIBackend
-    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
 
     monkeypatch.setenv("TEST_API_KEY", KEY)
     openai_server.default = "401-padded"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_costgate.judge.stats import decide, paired
 from pytest_costgate.config.thresholds import parse_threshold
+from pytest_costgate.judge.stats import decide, paired
 
 RULE = parse_threshold("latency_p50", "+5%")
 

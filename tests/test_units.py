@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_costgate.net.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
 from pytest_costgate.config.specs import GpuPrice, TokenizerSpec, TokenPrice
-from pytest_costgate.safety.errors import BackendError, TokenizerError
-from pytest_costgate.judge.aggregate import aggregate, stats
-from pytest_costgate.store.document import Metrics
-from pytest_costgate.store.records import PromptResult
-from pytest_costgate.pricing.prices import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
 from pytest_costgate.config.thresholds import MetricRule, parse_threshold
 from pytest_costgate.inputs.tokens import load_counter
+from pytest_costgate.judge.aggregate import aggregate, stats
 from pytest_costgate.judge.verdict import compare_metric, judge
+from pytest_costgate.net.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
+from pytest_costgate.pricing.prices import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
+from pytest_costgate.safety.errors import BackendError, TokenizerError
+from pytest_costgate.store.document import Metrics
+from pytest_costgate.store.records import PromptResult
 
 D = Decimal
 

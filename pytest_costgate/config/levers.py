@@ -3,15 +3,14 @@ the routes of a routed suite and the machine-speed calibration bound; each parse
 located errors."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .specs import Budgets, GpuPrice, ModelSpec, PrefixCache, TokenPrice
 from .yamlsrc import Key, Reader
-
-
 
 BUDGETS = frozenset({"input_tokens_max", "output_tokens_max", "cost_per_request_max", "latency_p95_max"})
 

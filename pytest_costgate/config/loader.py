@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..safety.errors import ConfigError
-from .levers import CALIBRATED, DEFAULT_MAX_FACTOR, calibration_bound, merged_budgets, prefix_cache, routes_of
 from ..safety.redact import register
+from .levers import CALIBRATED, DEFAULT_MAX_FACTOR, calibration_bound, merged_budgets, prefix_cache, routes_of
 from .specs import Config, GpuPrice, ModelSpec, QualityRule, SuiteSpec, TemplateSpec, TokenizerSpec, TokenPrice
 from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
 from .yamlsrc import Key, Reader, did_you_mean, load_yaml

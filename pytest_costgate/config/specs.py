@@ -2,10 +2,11 @@
 reads the YAML into them (and says what is wrong, where); the rest of the code works on these values alone."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .thresholds import MetricRule
 

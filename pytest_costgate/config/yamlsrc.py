@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

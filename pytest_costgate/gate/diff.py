@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from ..judge.attribution import attribute
-from ..judge.summary import removed_suites, summary
-from ..judge.compare import compare_suite, prompt_changes
 from ..config.loader import DEFAULT_THRESHOLDS
-from ..store.document import Document, SuiteEntry
+from ..judge.attribution import attribute
+from ..judge.compare import compare_suite, prompt_changes
+from ..judge.summary import removed_suites, summary
+from ..store.document import Document, PromptChange, SuiteEntry
 from ..store.verdicts import SuiteVerdict
 
 
@@ -20,7 +20,7 @@ def diff_reports(base: Document, head: Document, base_name: str = "base") -> Doc
         results = list(entry.prompts.values())
         if base_entry is None:
             verdict = SuiteVerdict("new", (), ("new suite: not in the base report",))
-            changes: tuple = ()
+            changes: tuple[PromptChange, ...] = ()
         else:
             verdict = compare_suite(base_entry, results, entry, DEFAULT_THRESHOLDS, [], [])
             changes = prompt_changes(results, base_entry.prompts)

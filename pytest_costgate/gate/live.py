@@ -15,9 +15,9 @@ from types import MappingProxyType
 
 from ..config.loader import load_config
 from ..config.specs import Config, SuiteSpec
-from ..store.document import Document, SuiteEntry
 from ..safety.errors import ConfigError, CostgateError
 from ..safety.redact import shorten
+from ..store.document import Document, SuiteEntry
 
 _REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./@{}~^:+-]{0,199}")
 
@@ -80,9 +80,9 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
              deadline: float | None, ref: str) -> tuple[SuiteEntry, SuiteEntry]:
     """Replay the base ref's suite and the head's side by side, prompt by prompt; returns (base, judged head)."""
     from ..replay.backends import create_backend
+    from ..replay.measure import replay, replay_interleaved
     from ..store.stamp import environment
     from .suite import make_entry, prepare, rejudge, suite_deadline
-    from ..replay.measure import replay, replay_interleaved
 
     head_prep, base_prep = prepare(spec), prepare(base_spec)
     base_requests = {req.id: (req, n) for req, n, _ in base_prep.requests(base_spec)}
@@ -131,7 +131,7 @@ def run_against(config: Config, spec: SuiteSpec, base: Config | None, ref: str, 
     from .suite import run_suite
 
     base_spec = None if base is None else next((s for s in base.suites if s.name == spec.name), None)
-    if base_spec is None:
+    if base is None or base_spec is None:
         return run_suite(config, spec, Document(suites=MappingProxyType({})), tokens_only, deadline), None
     if tokens_only or spec.tokens_only:  # nothing noisy to interleave: measure base, then judge head on it
         base_entry = run_suite(base, base_spec, None, True, deadline).stored()

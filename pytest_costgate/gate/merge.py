@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..store.stamp import config_digest, document
-from ..judge.summary import removed_suites, summary
-from ..store.write import write_json_atomic
 from ..config.loader import load_config
-from ..store.document import Document, SuiteEntry
+from ..judge.summary import removed_suites, summary
 from ..safety.errors import CostgateError
-from .parts import join_and_judge
+from ..store.document import Document, SuiteEntry
 from ..store.schema import read_document
+from ..store.stamp import config_digest, document
+from ..store.write import write_json_atomic
+from .parts import join_and_judge
 
 
 def load_parts(paths: list[Path]) -> list[Document]:

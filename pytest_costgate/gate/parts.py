@@ -3,16 +3,16 @@ joined into one entry with its aggregates recomputed, and judged once. Which pro
 replay/shards.py's."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 from ..config.specs import Config, SuiteSpec
+from ..inputs.prompts import load_prompt_set
 from ..judge.aggregate import aggregate
 from ..judge.compare import distinct
 from ..safety.errors import CostgateError
 from ..store.document import CALIBRATION_MAX_SAMPLES, Calibration, Document, SuiteEntry, decimal_text
-from ..inputs.prompts import load_prompt_set
 from ..store.records import PromptResult
 from .suite import judge_entry
 

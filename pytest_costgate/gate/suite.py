@@ -7,28 +7,29 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from ..judge.aggregate import aggregate
-from ..judge.attribution import attribute
-from ..replay.backends import Request, create_backend
-from ..judge.compare import distinct, judge_suite, prompt_changes
 from ..config.specs import Config, SuiteSpec
-from ..store.document import Document, SuiteEntry, decimal_text
-from ..store.records import PromptResult, Records
-from ..store.stamp import environment
-from ..replay.identity import model_identity
-from ..replay.incremental import request_hash, split
-from ..replay.shards import shard_of
-from ..replay.measure import Progress, TokensOnly, replay
-from ..pricing.prices import describe
 from ..inputs.prompts import PromptSet, PromptStream, load_prompt_set
 from ..inputs.render import PromptRenderer
 from ..inputs.tokens import TokenCounter, counting_pool, counting_workers, load_counter
+from ..judge.aggregate import aggregate
+from ..judge.attribution import attribute
+from ..judge.compare import distinct, judge_suite, prompt_changes
+from ..pricing.prices import describe
+from ..replay.backends import Request, create_backend
+from ..replay.identity import model_identity
+from ..replay.incremental import request_hash, split
+from ..replay.measure import Progress, TokensOnly, replay
+from ..replay.shards import shard_of
+from ..store.document import Document, SuiteEntry, decimal_text
+from ..store.records import PromptResult, Records
+from ..store.stamp import environment
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
     load_s = wall_s = 0.0
     concurrency = 1
     references: dict[str, str] = {}
+    results: Records | list[PromptResult]
     probe: Any = None  # the machine-speed calibration, timed between requests (replay of a local model)
     if mode == "tokens-only":
         results, meta = count_tokens_only(spec, base_results, progress, keep)
@@ -229,6 +231,7 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
             shares = prefix_shares(spec, prep if keep is None else prepare(spec))
             results = [replace(r, cacheable_tokens=shares.get(r.id)) for r in results]
     if mode == "tokens-only" and spec.prefix_cache is not None:
+        assert isinstance(results, Records)  # tokens-only records are column-wise
         results = with_prefix_shares(spec, results, prefix_shares(spec, prepare(spec)))
     entry = make_entry(spec, meta, results, mode, fingerprint, load_s, wall_s, concurrency)
     if probe is not None and probe.samples:
@@ -277,8 +280,12 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Re
                fingerprint: dict[str, str], load_s: float, wall_s: float, concurrency: int = 1) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
     summary = aggregate(results, spec.requests_per_month, default_model=spec.routing_default)
-    records = results if isinstance(results, Records) else None
-    measured = set(records.ids) if records is not None else {r.id for r in results}
+    prompts: Mapping[str, PromptResult]
+    if isinstance(results, Records):
+        prompts, measured, errors = results, set(results.ids), list(results.column("error"))
+    else:
+        prompts = MappingProxyType({r.id: r for r in results})
+        measured, errors = set(prompts), [r.error for r in results]
     return SuiteEntry(
         model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=meta.template_hash,
         template_files=meta.template_files,
@@ -286,9 +293,7 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Re
         tokenizer=meta.tokenizer, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
         fingerprint=MappingProxyType(fingerprint), metrics=summary.metrics(),
         latency=MappingProxyType(dict(summary.latency)),
-        prompts=records if records is not None else MappingProxyType({r.id: r for r in results}),
-        errors=tuple(distinct(e for e in (records.column("error") if records is not None else
-                                          [r.error for r in results]) if e)),
+        prompts=prompts, errors=tuple(distinct(e for e in errors if e)),
         unmeasured=tuple(i for i in meta.ids if i not in measured),
         repeats=spec.repeats, load_s=load_s, wall_s=wall_s, concurrency=concurrency,
         default_model=spec.routing_default, served=MappingProxyType(

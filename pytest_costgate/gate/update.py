@@ -6,9 +6,9 @@ is re-read, merged and written while holding its lock (store/write.py).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Mapping
 
 from filelock import Timeout
 
@@ -83,8 +83,8 @@ def _merge(name: str, entry: SuiteEntry, old: SuiteEntry | None, partial: bool) 
     what = (f"{len(entry.unmeasured)} prompt(s) not measured (time budget)" if entry.unmeasured else "") + \
         (", " if entry.unmeasured and failed else "") + (f"{len(failed)} failed" if failed else "")
     if not partial:
-        kept = "its baseline entry was left as it was" if old else "it was not added to the baseline"
-        return None, (f"costgate: ERROR: suite '{name}': {what}; {kept}. Re-run "
+        left = "its baseline entry was left as it was" if old else "it was not added to the baseline"
+        return None, (f"costgate: ERROR: suite '{name}': {what}; {left}. Re-run "
                       "without a time budget once the model answers, or add --costgate-update-partial to keep the "
                       "old records of the prompts this run missed.")
     old_records = old.prompts if old else {}

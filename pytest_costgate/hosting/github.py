@@ -10,16 +10,17 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from ..net.retry import rate_limit_wait
 from ..safety.errors import GitHubError
 from ..safety.redact import redact, register, shorten
-from ..net.retry import rate_limit_wait
 
 BEHAVIORS = ("update", "new", "delete-and-new", "hide-and-new", "off")
 HIDE = "mutation($id: ID!) { minimizeComment(input: {subjectId: $id, classifier: OUTDATED}) { minimizedComment { isMinimized } } }"
@@ -87,7 +88,7 @@ def _event_pr() -> int:
         raise GitHubError(f"{event}: cannot read the event payload: {exc}") from None
     payload = payload if isinstance(payload, dict) else {}
     number: Any = (payload.get("pull_request") or {}).get("number") or payload.get("number")
-    issue = payload.get("issue") if isinstance(payload.get("issue"), dict) else {}
+    issue: dict[str, Any] = payload["issue"] if isinstance(payload.get("issue"), dict) else {}
     if number is None and issue.get("pull_request"):  # issue_comment on a pull request
         number = issue.get("number")
     if not isinstance(number, int) or isinstance(number, bool) or number <= 0:

@@ -10,11 +10,11 @@ is what the prompt layout allows, the figure a template edit can destroy.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config.specs import PrefixCache
-
 
 
 def cacheable(shared: int, rule: PrefixCache) -> int:
@@ -38,7 +38,7 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
     return low
 
 
-def shared_prefixes(sequences: Sequence[Sequence[int]]) -> list[int]:
+def shared_prefixes(sequences: Sequence[tuple[int, ...]]) -> list[int]:
     """Each sequence's longest common prefix with any other sequence."""
     order = sorted(range(len(sequences)), key=lambda i: sequences[i])
     shared = [0] * len(sequences)

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
+from ..config.yamlsrc import did_you_mean, parse_yaml
 from ..safety.errors import PromptSetError
 from ..safety.escape import visible
-from ..config.yamlsrc import did_you_mean, parse_yaml
 
 BLOCK = 1 << 20
 FIELDS = frozenset({"id", "vars", "messages", "prompt", "weight", "reference", "metadata"})
@@ -19,7 +20,7 @@ MESSAGE_FIELDS = frozenset({"role", "content", "name"})
 
 ONE = Decimal(1)
 _decode_json = json.JSONDecoder().raw_decode
-_json_space = json.decoder.WHITESPACE.match  # what json.loads allows after the value
+_json_space = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]  # what json.loads allows after the value
 CHUNK = 4096  # records rendered and counted at a time when streaming
 
 

@@ -7,23 +7,23 @@ import operator
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence, Union
+from typing import Any
 
 import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
-
 from ..config.specs import TemplateSpec
 from ..safety.errors import TemplateError
+from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
 from .prompts import PromptRecord
 
 Messages = tuple[dict[str, str], ...]
-Rendered = Union[str, Messages]
+Rendered = str | Messages
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class PromptRenderer:
     def __init__(self, spec: TemplateSpec | None) -> None:
         self.parts: list[_Part] = []
         self.hash: str | None = None
-        self._formats: list[tuple[str, tuple[str, ...]] | None] | None = None
+        self._formats: list[tuple[str, tuple[str, ...]]] | None = None
         self._loader: _RecordingLoader | None = None
         self._sources: dict[str, str] = {}  # origin -> source, for a chat template's parts
         if spec is None:
@@ -106,7 +106,7 @@ class PromptRenderer:
                 self._sources[origin] = source
             self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
         formats = [part.format for part in self.parts]
-        self._formats = formats if all(f is not None for f in formats) else None
+        self._formats = [f for f in formats if f is not None] if all(f is not None for f in formats) else None
 
     def files(self, base: Path) -> dict[str, str]:
         """Each template file (or inline chat part) this suite used, by path relative to `base`, with a content
@@ -157,7 +157,7 @@ class PromptRenderer:
 
     def _format(self, index: int, record: PromptRecord) -> str:
         """A plain text template filled without building a context: ~1 microsecond a prompt."""
-        pattern, names = self._formats[index]  # type: ignore[index]
+        pattern, names = self._pattern(index)
         variables = record.vars
         try:
             text = pattern.format(*[variables[name] for name in names])
@@ -168,24 +168,29 @@ class PromptRenderer:
                                 f"characters, over the {MAX_OUTPUT:,} a prompt may have.")
         return text
 
+    def _pattern(self, index: int) -> tuple[str, tuple[str, ...]]:
+        formats = self._formats
+        assert formats is not None  # asked for only when every part is text and {{ name }} holes
+        return formats[index]
+
     def _fill_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
         """A plain text template filled for many records at once (~0.5 microsecond a prompt); any record that
         lacks a variable (or uses prompt_id or messages) sends the whole batch through _format, which says why."""
-        pattern, names = self._formats[0]  # type: ignore[index]
+        pattern, names = self._pattern(0)
         fill, get = pattern.format, operator.itemgetter(*names) if names else None
         try:
             if len(names) > 1:
-                texts = [fill(*get(record.vars)) for record in records]  # type: ignore[misc]
+                texts = [fill(*get(record.vars)) for record in records]  # type: ignore[misc]  # get: names > 1
             else:
                 texts = [fill(get(record.vars)) if get else fill() for record in records]
         except KeyError:
             return [self._format(0, record) for record in records]
         if texts and max(map(len, texts)) > MAX_OUTPUT:
             return [self._format(0, record) for record in records]  # the one over the limit raises
-        return texts  # type: ignore[return-value]
+        return list(texts)
 
     def _values(self, index: int, record: PromptRecord) -> list[Any]:
-        _, names = self._formats[index]  # type: ignore[index]
+        _, names = self._pattern(index)
         variables = record.vars
         values = []
         for name in names:
@@ -251,7 +256,7 @@ class _RecordingLoader(jinja2.FileSystemLoader):
         super().__init__(folder)
         self.loaded: dict[str, str] = {}
 
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
         source, filename, uptodate = super().get_source(environment, template)
         if filename is not None:
             self.loaded[filename] = _digest(source)

@@ -6,11 +6,11 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..config.specs import TokenizerSpec
 from ..safety.errors import TokenizerError
@@ -173,7 +173,7 @@ def _count_in_worker(texts: list[str]) -> list[int] | None:
     return None if encode is None else lengths(encode, texts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_counter(spec: TokenizerSpec) -> TokenCounter:
     """Build (once per spec) the counter a model's tokenizer setting names."""
     if spec.tokenizer_json is not None:
@@ -254,7 +254,9 @@ def _params_with_local_ranks(name: str, file: Path) -> dict[str, Any]:
     import tiktoken.load
     import tiktoken.registry
 
-    constructor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[name]
+    constructors = tiktoken.registry.ENCODING_CONSTRUCTORS
+    assert constructors is not None  # filled by list_encoding_names() above
+    constructor: Callable[[], dict[str, Any]] = constructors[name]
     module = __import__(constructor.__module__, fromlist=["_"])
 
     def local(*args: Any, expected_hash: str | None = None, **kwargs: Any) -> dict[bytes, int]:

@@ -9,10 +9,11 @@ import decimal
 import itertools
 import math
 import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..store.document import Metrics, decimal_text
 from ..store.records import PromptResult, Records
@@ -79,7 +80,7 @@ class Aggregate:
                        escalation_rate=dec(self.escalation_rate))
 
 
-def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int], unit: bool) -> Fraction | None:
+def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int] | Sequence[Fraction], unit: bool) -> Fraction | None:
     """Exact sum of weight x value over the sum of weights (ints summed as ints when every weight is 1)."""
     if not values:
         return None
@@ -125,7 +126,7 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
     weights = _column(results, "weight")
     unit = all(w == 1 for w in set(weights))
     costs = _column(results, "cost")
-    cost = None if has_none(costs) else _weighted_mean(weights, costs, unit)  # type: ignore[arg-type]
+    cost = None if has_none(costs) else _weighted_mean(weights, costs, unit)
     inputs = _column(results, "input_tokens")
     inputs = [v or 0 for v in inputs] if None in inputs else inputs
     outputs = _column(results, "output_tokens")
@@ -139,7 +140,7 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
             continue
         if timed is None:  # a record copied from the baseline was not timed now
             timed = [i for i, reused in enumerate(_column(results, "reused")) if not reused]
-        latency[name] = stats(values[i] for i in timed)  # type: ignore[union-attr]
+        latency[name] = stats(values[i] for i in timed)
     e2e = latency["e2e_ms"]
     # A share of the input never exceeds it: cached or cacheable counts above a request's input tokens (another
     # tokenizer's count, an edited file) count as its whole input.

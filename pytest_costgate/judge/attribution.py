@@ -9,15 +9,15 @@ The three sum to the change exactly, so "the provider raised prices" is never re
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Sequence
 
-from .aggregate import _column, _weighted_mean, has_none
 from ..config.specs import GpuPrice, TokenPrice
+from ..pricing.prices import MILLION, request_cost, stored_price
 from ..store.document import Attribution, SuiteEntry, decimal_text
 from ..store.records import PromptResult, Records
-from ..pricing.prices import MILLION, request_cost, stored_price
+from .aggregate import _column, _weighted_mean, has_none
 
 
 def _answered(results: Sequence[PromptResult] | Records) -> Sequence[PromptResult] | Records:
@@ -66,10 +66,10 @@ def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuP
     costs = []
     for record in (results.values() if isinstance(results, Records) else results):
         device = record.busy_ms if record.busy_ms is not None else record.e2e_ms
-        cost = request_cost(price, record.input_tokens, record.output_tokens, record.cached_tokens, device)
-        if cost is None:
+        each = request_cost(price, record.input_tokens, record.output_tokens, record.cached_tokens, device)
+        if each is None:
             return None
-        costs.append(cost)
+        costs.append(each)
     return _weighted_mean(weights, costs, unit)
 
 

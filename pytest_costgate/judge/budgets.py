@@ -6,9 +6,10 @@ interval lies above it, inconclusive when the estimate is over but the interval 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from ..config.specs import Budgets
 from ..store.verdicts import Row

@@ -15,8 +15,8 @@ the probe's). So a runner in the baseline's state keeps the rule's full sensitiv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -2,7 +2,7 @@
 differ. The fingerprints themselves are taken where a run happens (store/stamp.py, and each backend's own)."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 # Latency measured where any of these differ is not comparable.
 COMPARABLE_KEYS = ("os", "machine", "cpu", "cpus", "python", "backend", "endpoint", "model", "function",

@@ -6,25 +6,26 @@ prompts both sides sent. A server that died half-way therefore shows as errors, 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
-from .aggregate import aggregate, subset
 from ..config.specs import Config, SuiteSpec
+from ..config.thresholds import METRICS, MetricRule
 from ..store.document import PromptChange, SuiteEntry, decimal_text
 from ..store.records import PromptResult, Records
-from .comparable import comparable
-from ..config.thresholds import METRICS, MetricRule
 from ..store.verdicts import Levers, Row, SuiteVerdict
+from .aggregate import aggregate, subset
+from .comparable import comparable
 from .verdict import _fmt, error_limit, judge
 
 NOISY_COST = ("cost_per_request", "monthly_cost")
 
 
-def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult], base: SuiteEntry | None,
+def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult] | Records, base: SuiteEntry | None,
                 have_baseline: bool, entry: SuiteEntry, references: Mapping[str, str] | None = None) -> SuiteVerdict:
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra: list[Row] = []
@@ -83,7 +84,7 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     return compare_suite(base, results, entry, spec.thresholds, extra, notes, resolved, spec.calibration_max_factor)
 
 
-def compare_suite(base: SuiteEntry, results: Sequence[PromptResult], entry: SuiteEntry,
+def compare_suite(base: SuiteEntry, results: Sequence[PromptResult] | Records, entry: SuiteEntry,
                   rules: Mapping[str, MetricRule], extra: list[Row], notes: list[str],
                   resolved: tuple[set[str] | None, set[str]] | None = None,
                   max_factor: Decimal | None = None) -> SuiteVerdict:

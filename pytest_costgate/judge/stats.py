@@ -6,9 +6,9 @@ above the threshold but not significant is "inconclusive" (shown, never failing)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Sequence
 
 import numpy as np
 

@@ -1,8 +1,8 @@
 """Run-level figures of a report: the overall status, the monthly estimate and its change, removed suites."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Iterable, Mapping
 
 from ..store.document import Document, SuiteEntry, Summary
 from .verdict import worst

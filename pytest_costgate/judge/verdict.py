@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import decimal
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Collection, Mapping
+from typing import Any
 
 from ..config.thresholds import METRICS, MetricRule
 from ..store.verdicts import ORDER, Row, SuiteVerdict

@@ -29,13 +29,13 @@ def _mark(connection: Any) -> None:
 
 
 class _Conn(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> Any:
         _mark(self)
         return super().request(*args, **kwargs)
 
 
 class _TlsConn(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> Any:
         _mark(self)
         return super().request(*args, **kwargs)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def retry_after(value: str | None) -> float | None:

@@ -1,8 +1,8 @@
 """Money as Decimal: token prices, GPU hours turned into USD per request, monthly projections."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Mapping
 
 from ..config.specs import GpuPrice, TokenPrice
 

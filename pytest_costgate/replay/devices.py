@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 
+
 def worker_device(worker: str | None, gpus: int) -> int | None:
     """The GPU an xdist worker takes on a multi-GPU runner: gw0 -> 0, gw1 -> 1, ... wrapping at the GPU count."""
     match = re.fullmatch(r"gw([0-9]+)", worker or "")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Mapping, Sequence
 
-from .backends import Request
 from ..store.records import PromptResult
+from .backends import Request
 
 
 def request_hash(identity: str, request: Request) -> str:

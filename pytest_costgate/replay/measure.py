@@ -7,17 +7,18 @@ import re
 import statistics
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from .backends import Backend, Completion, Request
 from ..config.specs import GpuPrice, TokenPrice
-from ..store.records import PROMPT_COLUMNS, PromptResult, Records
+from ..inputs.tokens import TokenCounter
 from ..pricing.prices import request_cost
 from ..safety.redact import redact, shorten
-from ..inputs.tokens import TokenCounter
+from ..store.records import PROMPT_COLUMNS, PromptResult, Records
+from .backends import Backend, Completion, Request
 
 CONSECUTIVE_FAILURES = 3  # after this many in a row, the endpoint is taken to be down
 OUTPUT_KEEP = 2000
@@ -61,7 +62,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     machine-speed calibration) runs after each sequential call, interleaved with the prompts.
     """
     size = max(1, int(getattr(backend, "batch_size", 1)))
-    send = backend.complete_batch if size > 1 and hasattr(backend, "complete_batch") else None  # type: ignore[attr-defined]
+    send = getattr(backend, "complete_batch", None) if size > 1 else None
     step = size if send else 1
     workers = 1 if send else max(1, int(getattr(backend, "concurrency", 1)))
     pacer = _Pacer(getattr(backend, "max_requests_per_s", None))
@@ -104,6 +105,16 @@ def _probed(done: list[Completion], probe: Callable[[], None] | None) -> list[Co
     return done
 
 
+class _RoundState:
+    """Where a round is, shared by its workers under their lock: the next chunk, failures in a row, and the
+    answer every chunk gets once the endpoint is taken to be down."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.failures = 0
+        self.tripped: Completion | None = None
+
+
 def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequence[Any]], list[Completion]],
            deadline: float | None, pacer: _Pacer, report: Callable[[list[Completion]], None]
            ) -> list[list[Completion] | None]:
@@ -111,16 +122,16 @@ def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequen
     CONSECUTIVE_FAILURES failures in a row (in completion order) the rest is failed without sending."""
     results: list[list[Completion] | None] = [None] * len(chunks)
     lock = threading.Lock()
-    state = {"next": 0, "failures": 0, "tripped": None}
+    state = _RoundState()
 
     def work() -> None:
         while True:
             with lock:
-                index = state["next"]
+                index = state.next
                 if index >= len(chunks) or (deadline is not None and time.perf_counter() > deadline):
                     return
-                state["next"] = index + 1
-                tripped = state["tripped"]
+                state.next = index + 1
+                tripped = state.tripped
             if tripped is not None:
                 done = [tripped] * len(chunks[index])
             else:
@@ -129,10 +140,10 @@ def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequen
             with lock:
                 results[index] = done
                 for completion in done:
-                    state["failures"] = state["failures"] + 1 if completion.error else 0
-                    if state["failures"] >= CONSECUTIVE_FAILURES and state["tripped"] is None:
-                        state["tripped"] = Completion(error=f"not sent: the last {state['failures']} requests failed "
-                                                            f"({completion.error})")
+                    state.failures = state.failures + 1 if completion.error else 0
+                    if state.failures >= CONSECUTIVE_FAILURES and state.tripped is None:
+                        state.tripped = Completion(error=f"not sent: the last {state.failures} requests failed "
+                                                         f"({completion.error})")
                 report(done)
 
     if workers == 1:

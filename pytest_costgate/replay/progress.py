@@ -5,7 +5,7 @@ Nothing is shown for a suite that finishes within its first interval, so quick s
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 TTY_FIRST_S, TTY_EVERY_S = 1.0, 0.2
 PLAIN_EVERY_S = 15.0

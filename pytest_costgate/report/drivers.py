@@ -4,13 +4,14 @@ or plain for the terminal (escaped there when printed)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
-from .notes import price_change_text
-from ..store.document import Attribution, SuiteEntry
 from ..safety.escape import markdown_cell as cell
+from ..store.document import Attribution, SuiteEntry
 from ..store.verdicts import Row
+from .notes import price_change_text
 from .numbers import SHARES, count, metric_delta, metric_pair, percent, signed_money, to_decimal
 
 
@@ -102,9 +103,9 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
     # a lever that moved the cost: less input served from cache, more requests sent to a dearer model
     # (named as the cause when it breached its own threshold, or moved a point or more with no price change)
     levers = [r for r in verdict.rows if ((r.metric in ("cacheable_prefix_share", "cache_hit_ratio")
-                                           and (to_decimal(r.delta) or 0) < 0)
-                                          or (r.metric == "escalation_rate" and (to_decimal(r.delta) or 0) > 0))
-              and (r.status in ("fail", "warn") or (abs(to_decimal(r.delta) or 0) >= Decimal("0.01")
+                                           and (to_decimal(r.delta) or Decimal(0)) < 0)
+                                          or (r.metric == "escalation_rate" and (to_decimal(r.delta) or Decimal(0)) > 0))
+              and (r.status in ("fail", "warn") or (abs(to_decimal(r.delta) or Decimal(0)) >= Decimal("0.01")
                                                     and not (a is not None and (a.price or a.volume))))]
     clauses = []
     if cost_rows and not tokens_rows and levers:
@@ -115,7 +116,7 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
         # the cost moved with usage: say which tokens moved most
         moved = [r for r in verdict.rows if r.metric in ("input_tokens_mean", "output_tokens_mean")
                  and r.delta not in (None, "0")]
-        tokens_rows = sorted(moved, key=lambda r: -abs(to_decimal(r.delta_pct) or 0))[:1]
+        tokens_rows = sorted(moved, key=lambda r: -abs(to_decimal(r.delta_pct) or Decimal(0)))[:1]
     if clauses:
         pass  # said above
     elif tokens_rows:

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from ..store.stamp import document
-from ..judge.summary import removed_suites, summary
-from ..gate.update import update_baseline
-from ..store.write import write_json_atomic, write_text_atomic
 from ..config.specs import Config
-from ..store.document import Document, SuiteEntry
+from ..gate.update import update_baseline
+from ..judge.summary import removed_suites, summary
 from ..safety.errors import CostgateError
 from ..safety.redact import redact
+from ..store.document import Document, SuiteEntry
+from ..store.stamp import document
+from ..store.write import write_json_atomic, write_text_atomic
 from .markdown import render_markdown
 
 

@@ -4,22 +4,33 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 
-from ..store.stamp import VERSION as __version__
-from ..store.document import Document, SuiteEntry, Summary
 from ..safety.errors import TemplateError
-from ..store.verdicts import Row
 from ..safety.escape import markdown_cell as cell
 from ..safety.redact import redact
 from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
-from .notes import note_lines
+from ..store.document import Document, SuiteEntry, Summary
+from ..store.stamp import VERSION as __version__
+from ..store.verdicts import Row
 from .drivers import LABEL, cause, code, driver, price_changes
-from .numbers import (metric_delta, metric_pair, money, money_pair, percent, signed_money, signed_tokens, to_decimal, tokens)
+from .notes import note_lines
+from .numbers import (
+    metric_delta,
+    metric_pair,
+    money,
+    money_pair,
+    percent,
+    signed_money,
+    signed_tokens,
+    to_decimal,
+    tokens,
+)
 
 MARKER_PREFIX = "<!-- costgate-comment"
 GITHUB_LIMIT = 65_536

@@ -3,13 +3,12 @@ carries (template and price changes, the cost levers, where the shared prefix no
 Plain text: each medium escapes it when it is shown."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Mapping
 
 from ..store.document import SuiteEntry
 from ..store.verdicts import Levers
 from .numbers import metric_value, money_pair
-
 
 TOKEN_PRICE = {"input_per_1m": "input", "output_per_1m": "output", "cached_input_per_1m": "cached input"}
 

@@ -1,7 +1,8 @@
 """The terminal summary table and a suite's breach table, as plain lines."""
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from ..store.document import Document, SuiteEntry
 from . import numbers

@@ -9,7 +9,7 @@ import logging
 import re
 import secrets
 import traceback
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .redact import redact
 

@@ -6,11 +6,12 @@ the code works on these records and never on raw JSON.
 from __future__ import annotations
 
 import decimal
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .records import ROWS_LIMIT, PromptResult, Records, prompt_rows
 from .verdicts import SuiteVerdict

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import operator
 from collections import abc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class Records(Mapping[str, PromptResult]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def values(self) -> Any:  # type: ignore[override]
+    def values(self) -> Any:
         return _Values(self)
 
     def select(self, positions: Sequence[int]) -> Records:

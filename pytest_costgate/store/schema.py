@@ -7,19 +7,30 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
-from .document import SCHEMA
-from .stamp import VERSION as __version__
-from .document import METRIC_FIELDS, Attribution, Calibration, Document, Metrics, PromptChange, SuiteEntry, Summary
-from .records import Records
 from ..safety.errors import BaselineError
+from .document import (
+    METRIC_FIELDS,
+    SCHEMA,
+    Attribution,
+    Calibration,
+    Document,
+    Metrics,
+    PromptChange,
+    SuiteEntry,
+    Summary,
+)
+from .jsonreader import MAX_BYTES, JsonReader, Path_, shown
+from .records import Records
 from .schema_prompts import column_major, columnar, prompt_record
-from .jsonreader import MAX_BYTES, Path_, JsonReader, shown
+from .stamp import VERSION as __version__
 from .verdicts import ORDER, ROW_STATUSES, Levers, Row, SuiteVerdict
+
 
 def parse_document(data: Any, source: str, fix: str = "Restore it from git or re-create it with "
                    "--costgate-update-baseline.") -> Document:

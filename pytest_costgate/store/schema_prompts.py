@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from .jsonreader import HEX_HASH, MAX_TEXT, MAX_TOKENS, JsonReader, Path_, shown
 from .records import PROMPT_COLUMNS, REQUIRED_COLUMNS, PromptResult, Records
-from .jsonreader import MAX_TEXT, MAX_TOKENS, Path_, HEX_HASH, JsonReader, shown
 
 
 def column_major(node: Mapping[str, Any], r: JsonReader, path: Path_) -> Mapping[str, PromptResult]:
@@ -154,7 +155,7 @@ def columns_fast(columns: list[str], rows: list[Any] | None, data: list[list[Any
             return None
         if not rows:
             return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
-        data = list(zip(*rows))
+        data = [list(column) for column in zip(*rows)]
     if not data[0]:
         return Records([], {name: [] for name in PROMPT_COLUMNS[1:]})
     converted = []

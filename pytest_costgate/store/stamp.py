@@ -8,9 +8,9 @@ import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 from ..config.specs import Config
 from .document import Document, SuiteEntry, Summary

@@ -2,10 +2,11 @@
 put into words (judge/ computes them; report/ formats them for people)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 ORDER = {"pass": 0, "new": 0, "no-baseline": 0, "warn": 1, "fail": 2}  # how severe a suite status is
 ROW_STATUSES = ("pass", "warn", "fail", "inconclusive", "not-comparable", "info")

@@ -13,9 +13,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from ..safety.redact import redact
 from .document import Document, decimal_text
 from .records import TEXT_COLUMNS
-from ..safety.redact import redact
 
 LOCK_TIMEOUT_S = 600
 

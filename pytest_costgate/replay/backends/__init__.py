@@ -3,17 +3,18 @@ back (Completion). Built-in backends live beside this file, one per module; a th
 under the `costgate.backends` entry point group (config/registry.py finds it by name)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ...safety.errors import BackendError
 from ...config.registry import backend_class
+from ...safety.errors import BackendError
 
 if TYPE_CHECKING:
     from ...config.specs import ModelSpec
 
 
-Prompt = Union[str, tuple[Mapping[str, str], ...]]
+Prompt = str | tuple[Mapping[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def create_backend(spec: ModelSpec) -> Backend:
     """Instantiate the backend for a model; construction errors become BackendError."""
     cls = backend_class(spec.backend)
     try:
-        return cls(spec)  # type: ignore[no-any-return]
+        return cls(spec)
     except BackendError:
         raise
     except Exception as exc:  # noqa: BLE001 - a third-party backend can raise anything

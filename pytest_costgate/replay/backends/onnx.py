@@ -5,13 +5,14 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
 from ...safety.errors import BackendError
-from .ort import import_onnxruntime
 from . import Completion, Request, max_new_tokens, too_long
+from .ort import import_onnxruntime
 
 FILES = ("model.onnx", "decoder_model_merged.onnx")
 PROVIDERS = ("auto", "cuda", "cpu")
@@ -180,11 +181,12 @@ class OnnxBackend:
         # a rendered chat carries its own BOS (as apply_chat_template): no special tokens added to it again
         prompts = [self.tokenizer.encode(text, add_special_tokens=isinstance(r.prompt, str)).ids
                    for r, text in zip(requests, texts)]
-        over = {i for i, p in enumerate(prompts) if self.context is not None and len(p) + max_new > self.context}
-        if over:  # those fail alone; the rest of the batch still runs
+        context = self.context
+        over = {i for i, p in enumerate(prompts) if context is not None and len(p) + max_new > context}
+        if over and context is not None:  # those fail alone; the rest of the batch still runs
             fits = [i for i in range(len(requests)) if i not in over]
-            done = dict(zip(fits, self.complete_batch([requests[i] for i in fits]) if fits else []))
-            return [done[i] if i in done else too_long(requests[i], len(prompts[i]), max_new, self.context)
+            fitted = dict(zip(fits, self.complete_batch([requests[i] for i in fits]) if fits else []))
+            return [fitted[i] if i in fitted else too_long(requests[i], len(prompts[i]), max_new, context)
                     for i in range(len(requests))]
         stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
         start = time.perf_counter()
@@ -193,7 +195,7 @@ class OnnxBackend:
         except Exception as exc:  # noqa: BLE001 - onnxruntime errors (OOM, shape) end this batch only
             return [Completion(error=f"onnxruntime failed: {str(exc).strip()[:300]}") for _ in requests]
         wall_ms = (time.perf_counter() - start) * 1000
-        done = []
+        done: list[Completion] = []
         for prompt, out in zip(prompts, outputs):
             text = self.tokenizer.decode(out.ids, skip_special_tokens=True)
             for s in stops:

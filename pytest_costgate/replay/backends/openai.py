@@ -1,26 +1,26 @@
 """Any OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, Ollama, OpenAI), streamed for TTFT."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
 import os
 import re
 import threading
 import time
-from typing import Any, Callable, ClassVar, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 import requests
 
 from ...config.specs import ModelSpec
+from ...net.httpguard import DEADLINES, guarded_session
+from ...net.retry import retry_after
+from ...net.sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 from ...safety.errors import BackendError
 from ...safety.redact import redact, register, register_headers, shorten
-from ...net.retry import retry_after
 from . import CONCURRENCY_OPTIONS, Completion, Request, check_concurrency
-from ...net.httpguard import DEADLINES, guarded_session
 from .openai_options import check_options, seconds
-from ...net.sse import TruncatedStream, chunk_text, error_message, finished, stream_chunks
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 HINTS = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ...safety.redact import register_headers, register_url
@@ -66,7 +67,7 @@ def check_options(options: Mapping[str, Any], fail: Callable[[str, str], Excepti
     if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.match(key_env)):
         raise fail("api_key_env", "expected the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                                   "not the key itself.")
-    if key_env is not None and (parsed.username or parsed.password):
+    if key_env is not None and parsed is not None and (parsed.username or parsed.password):
         raise fail("base_url", "carries credentials (user:password@) and api_key_env is set too; requests "
                                "would send the Basic credentials instead of the key. Use one of them.")
     headers = options.get("headers", {})

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...safety.errors import BackendError
 
+
 def import_onnxruntime(where: str) -> Any:
     """onnxruntime, or a clear error naming the package this platform needs."""
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
 from ...safety.errors import BackendError

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,7 +197,7 @@ def _path(here: Path, value: str | None) -> Path | None:
 
 
 def deadline(option: str | None, configured: Any) -> float | None:
-    """The perf_counter time after which no suite starts another request."""
+    """The time (on the budget clock, safety.deadlines.budget_now) after which no suite starts another request."""
     if option is None and configured is None:
         return None
     try:
@@ -207,4 +206,6 @@ def deadline(option: str | None, configured: Any) -> float | None:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
         raise usage(f"--costgate-time-budget {str(option)[:40]!r}: expected a positive number of seconds, e.g. 600.")
-    return time.perf_counter() + seconds
+    from .safety.deadlines import budget_now
+
+    return budget_now() + seconds

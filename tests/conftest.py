@@ -70,3 +70,11 @@ def records(suite: dict) -> dict:
         return {row[columns.index("id")]: {c: v for c, v in zip(columns, row) if c != "id" and v is not None}
                 for row in prompts["rows"]}
     return prompts
+
+
+@pytest.fixture
+def budget_clock(monkeypatch):
+    """A fake clock for time budgets: every look at it is 0.1 s later, however fast or loaded the machine is, so
+    a 0.3 s budget always runs out after the same few requests."""
+    ticks = iter(range(10**9))
+    monkeypatch.setattr("pytest_costgate.safety.deadlines.BUDGET_CLOCK", lambda: next(ticks) / 10)

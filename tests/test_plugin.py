@@ -269,8 +269,8 @@ def test_repeats_take_medians_and_export_pytest_benchmark_json(pytester, demo):
     assert "support-answer[e2e]" in done.stdout and "local-answer[ttft]" in done.stdout
 
 
-def test_time_budget_stops_replay_and_judges_what_was_measured(pytester, demo):
-    pytester.makepyfile(slow_model="import time\ndef run(prompt, params):\n    time.sleep(0.05)\n    return 'ok'\n")
+def test_time_budget_stops_replay_and_judges_what_was_measured(pytester, demo, budget_clock):
+    pytester.makepyfile(slow_model="def run(prompt, params):\n    return 'ok'\n")
     config = demo / "costgate.yaml"
     config.write_text(config.read_text().replace("function: demo_model:answer", "function: slow_model:run")
                       .replace("  support-answer:\n", "  support-answer:\n    time_budget_s: 0.3\n"))

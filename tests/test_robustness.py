@@ -108,7 +108,7 @@ suites:
     return pytester
 
 
-def test_a_time_budget_never_shrinks_the_baseline(slow_project):
+def test_a_time_budget_never_shrinks_the_baseline(slow_project, budget_clock):
     path = slow_project.path / "costgate-baseline.json"
     before = path.read_bytes()
     result = slow_project.runpytest(*GATE, "--costgate-update-baseline", "--costgate-time-budget", "0.3")

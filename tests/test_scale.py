@@ -133,8 +133,9 @@ def test_collected_count_includes_the_suites(pytester, demo):
 
 
 def test_progress_shows_in_a_long_run(pytester, monkeypatch):
-    monkeypatch.setattr("pytest_costgate.replay.progress.PLAIN_EVERY_S", 0.2)
-    pytester.makepyfile(slow="import time\ndef run(prompt, params):\n    time.sleep(0.05)\n    return 'ok'\n")
+    ticks = iter(range(0, 10**6, 5))  # a fake clock: 5 s pass between two looks, however fast the machine is
+    monkeypatch.setattr("pytest_costgate.replay.progress.CLOCK", lambda: float(next(ticks)))
+    pytester.makepyfile(slow="def run(prompt, params):\n    return 'ok'\n")
     pytester.makefile(".jsonl", prompts="".join(json.dumps({"id": f"p{i}", "prompt": "x"}) + "\n" for i in range(12)))
     pytester.makefile(".yaml", costgate="models:\n  m: {backend: python, function: slow:run, path: .}\n"
                                         "suites:\n  s: {model: m, prompts: prompts.jsonl}\n")

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from ..config.loader import load_config
 from ..config.specs import Config, SuiteSpec
+from ..safety.deadlines import budget_now
 from ..safety.errors import ConfigError, CostgateError
 from ..safety.redact import shorten
 from ..store.document import Document, SuiteEntry
@@ -102,7 +103,7 @@ def run_pair(config: Config, spec: SuiteSpec, base: Config, base_spec: SuiteSpec
                 pairs.append((base_req, req, base_n, n, weight))
             else:
                 only_head.append((req, n, weight))
-        until = suite_deadline(spec, started, deadline)
+        until = suite_deadline(spec, budget_now() - (time.perf_counter() - started), deadline)
         base_results, head_results = replay_interleaved(
             base_backend, head_backend, pairs, (base_prep.counter, head_prep.counter),
             (base_spec.model.pricing, spec.model.pricing), spec.warmup, until)

@@ -27,6 +27,7 @@ from ..replay.identity import model_identity
 from ..replay.incremental import request_hash, split
 from ..replay.measure import Progress, TokensOnly, replay
 from ..replay.shards import shard_of
+from ..safety.deadlines import budget_now
 from ..store.document import Document, SuiteEntry, decimal_text
 from ..store.records import PromptResult, Records
 from ..store.stamp import environment
@@ -218,7 +219,7 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
                 probe = Probe()
             try:
                 replayed, wall_s = replay(backend, requests, prep.counter, price, spec.warmup, spec.repeats,
-                                          suite_deadline(spec, started, deadline), progress,
+                                          suite_deadline(spec, budget_now() - load_s, deadline), progress,
                                           routes=spec.routes if spec.routing_default else None, probe=probe)
                 fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
                 concurrency = max(1, int(getattr(backend, "concurrency", 1)))

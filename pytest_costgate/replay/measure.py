@@ -16,6 +16,7 @@ from typing import Any
 from ..config.specs import GpuPrice, TokenPrice
 from ..inputs.tokens import TokenCounter
 from ..pricing.prices import request_cost
+from ..safety.deadlines import budget_now
 from ..safety.redact import redact, shorten
 from ..store.records import PROMPT_COLUMNS, PromptResult, Records
 from .backends import Backend, Completion, Request
@@ -58,7 +59,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
     A backend with `concurrency` N keeps N requests in flight (each timed on its own); one with
     `batch_size` sends batches. With `repeats` > 1 the whole set is replayed in rounds (so drift hits
     every prompt alike) and a prompt's timings are the medians of its runs. Past `deadline` (a
-    perf_counter value) nothing more is sent: prompts not measured by then are left out. A `probe` (the
+    safety.deadlines.budget_now() value) nothing more is sent: prompts not measured by then are left out. A `probe` (the
     machine-speed calibration) runs after each sequential call, interleaved with the prompts.
     """
     size = max(1, int(getattr(backend, "batch_size", 1)))
@@ -92,7 +93,7 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
             if done is not None:
                 for (request, _, _), completion in zip(chunk, done):
                     runs.setdefault(request.id, []).append(completion)
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and budget_now() > deadline:
             break
     wall = time.perf_counter() - start
     return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]), routes)
@@ -128,7 +129,7 @@ def _round(chunks: Sequence[Sequence[Any]], workers: int, send: Callable[[Sequen
         while True:
             with lock:
                 index = state.next
-                if index >= len(chunks) or (deadline is not None and time.perf_counter() > deadline):
+                if index >= len(chunks) or (deadline is not None and budget_now() > deadline):
                     return
                 state.next = index + 1
                 tripped = state.tripped
@@ -377,7 +378,7 @@ def replay_interleaved(base: Backend, head: Backend, requests: Sequence[tuple[Re
         call(head, [head_request])
     base_results, head_results = [], []
     for base_request, head_request, base_tokens, head_tokens, weight in requests:
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and budget_now() > deadline:
             break
         (b1,), (h1,), (h2,), (b2,) = (call(base, [base_request]), call(head, [head_request]),
                                       call(head, [head_request]), call(base, [base_request]))

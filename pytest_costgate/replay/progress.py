@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 TTY_FIRST_S, TTY_EVERY_S = 1.0, 0.2
 PLAIN_EVERY_S = 15.0
+CLOCK: Callable[[], float] = time.monotonic  # the default clock (tests set a fake one)
 
 
 def _duration(seconds: float) -> str:
@@ -20,7 +21,8 @@ class Progress:
     """Called with (requests done, total, errors, output tokens); writes through `write(text, final)`."""
 
     def __init__(self, name: str, write: Callable[[str, bool], None], tty: bool, unit: str = "requests",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
+        clock = clock or CLOCK
         self.name, self.write, self.tty, self.unit, self.clock = name, write, tty, unit, clock
         self.start = clock()
         self.last: float | None = None

@@ -12,6 +12,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+BUDGET_CLOCK: Callable[[], float] = time.perf_counter  # what time budgets are set and checked on (tests fake it)
+
+
+def budget_now() -> float:
+    """Now, on the clock a time budget's deadline is a point of (`--costgate-time-budget`, `time_budget_s`)."""
+    return BUDGET_CLOCK()
+
 
 @dataclass
 class Job:

@@ -226,6 +226,11 @@ cells = {
     "reused": usually(st.sampled_from([None, True, False]), st.just(1)),
     "cacheable_tokens": usually(st.one_of(st.none(), st.integers(min_value=0, max_value=200)), st.just(-3)),
     "served_by": usually(st.sampled_from([None, "gpt-4o-mini", "gpt-4o"]), st.sampled_from([3, "x" * 501])),
+    "cache_write_tokens": usually(st.one_of(st.none(), st.integers(min_value=0, max_value=5)), st.just(-1)),
+    "cache_write_1h_tokens": usually(st.one_of(st.none(), st.integers(min_value=0, max_value=5)), st.just("2")),
+    "reasoning_tokens": usually(st.one_of(st.none(), st.integers(min_value=0, max_value=50)), st.just(1.5)),
+    "usage_details": usually(st.one_of(st.none(), st.just({"input_audio_tokens": 3})),
+                             st.sampled_from([{"input_audio_tokens": -1}, {"Bad Key": 1}, [1], "x"])),
 }
 
 

@@ -14,6 +14,7 @@ from pytest_costgate.judge.aggregate import aggregate, stats
 from pytest_costgate.judge.verdict import compare_metric, judge
 from pytest_costgate.net.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
 from pytest_costgate.pricing.prices import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
+from pytest_costgate.pricing.usage import Usage
 from pytest_costgate.safety.errors import BackendError, TokenizerError
 from pytest_costgate.store.document import Metrics
 from pytest_costgate.store.records import PromptResult
@@ -78,12 +79,12 @@ def test_measured_gpu_formula_and_monthly():
 
 def test_token_cost_with_cached_input():
     price = TokenPrice(D("2.50"), D("10.00"), D("1.25"))
-    assert token_cost(price, 1000, 500) == D("0.0075")
-    assert token_cost(price, 1000, 500, cached_tokens=400) == D("0.007")
-    assert request_cost(price, None, 5, None, None) is None
+    assert token_cost(price, Usage(1000, 500)) == D("0.0075")
+    assert token_cost(price, Usage(1000, 500, cache_read_tokens=400)) == D("0.007")
+    assert request_cost(price, Usage(None, 5), None) is None
     gpu = GpuPrice(D(3), mode="configured", concurrency=8, latency_s=D("0.3"))
-    assert request_cost(gpu, None, None, None, None) == D("0.00003125")
-    assert request_cost(GpuPrice(D(36)), 1, 1, None, 100.0) == D("0.001")
+    assert request_cost(gpu, Usage(), None) == D("0.00003125")
+    assert request_cost(GpuPrice(D(36)), Usage(1, 1), 100.0) == D("0.001")
 
 
 def test_stats_percentiles():

@@ -13,7 +13,8 @@ from typing import Any
 from ..safety.errors import ConfigError
 from ..safety.redact import register
 from .levers import CALIBRATED, DEFAULT_MAX_FACTOR, calibration_bound, merged_budgets, prefix_cache, routes_of
-from .specs import Config, GpuPrice, ModelSpec, QualityRule, SuiteSpec, TemplateSpec, TokenizerSpec, TokenPrice
+from .prices import read_pricing
+from .specs import Config, ModelSpec, QualityRule, SuiteSpec, TemplateSpec, TokenizerSpec
 from .thresholds import LEVELS, METRICS, MetricRule, parse_threshold
 from .yamlsrc import Key, Reader, did_you_mean, load_yaml
 
@@ -55,7 +56,7 @@ def load_config(path: Path) -> Config:
     models_node = r.value(("models",))
     if not isinstance(models_node, dict) or not models_node:
         raise r.fail(("models",), "expected a mapping of model names to model settings.")
-    models = {_name(r, ("models",), name): _model(r, name) for name in models_node}
+    models = {_name(r, ("models",), name): _model(r, name, pricing.get("date")) for name in models_node}
     suites_node = r.value(("suites",))
     if not isinstance(suites_node, dict) or not suites_node:
         raise r.fail(("suites",), "expected a mapping of suite names to suite settings.")
@@ -104,7 +105,7 @@ def _json_value(r: Reader, key: Key, value: Any, depth: int = 0) -> None:
                      f"it: '{value!s}'.")
 
 
-def _model(r: Reader, name: str) -> ModelSpec:
+def _model(r: Reader, name: str, price_date: Any = None) -> ModelSpec:
     from .registry import backend_class
 
     key: Key = ("models", name)
@@ -126,18 +127,20 @@ def _model(r: Reader, name: str) -> ModelSpec:
             register(os.environ.get(value))
     return ModelSpec(
         name=name, backend=backend, options=MappingProxyType(options),
-        tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else _default_tokenizer(options),
-        pricing=_pricing(r, key + ("pricing",)) if "pricing" in node else None,
+        tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else _default_tokenizer(options, name),
+        pricing=read_pricing(r, key + ("pricing",), str(options.get("model", name)), price_date)
+        if "pricing" in node else None,
         where=r.src.where(key), base_dir=r.base,
     )
 
 
-def _default_tokenizer(options: Mapping[str, Any]) -> TokenizerSpec:
+def _default_tokenizer(options: Mapping[str, Any], name: str) -> TokenizerSpec:
     """With `tokenizer:` left out: the encoding tiktoken maps the API model name to (gpt-4o-mini: o200k_base;
-    a lookup table, nothing downloaded), else cl100k_base."""
+    a lookup table, nothing downloaded), else cl100k_base. The API model name is `model:`, else the entry's
+    name, as the openai backend sends it."""
     import tiktoken.model
 
-    model = options.get("model")
+    model = options.get("model", name)
     try:
         return TokenizerSpec(encoding=tiktoken.model.encoding_name_for_model(model) if isinstance(model, str)
                              else "cl100k_base")
@@ -169,29 +172,6 @@ def _tokenizer(r: Reader, key: Key) -> TokenizerSpec:
         tokenizer_json=r.path(key + ("tokenizer_json",), "tokenizer.json") if hf else None,
         chat_template=r.path(key + ("chat_template",), "chat template") if "chat_template" in node else None,
         **counts,
-    )
-
-
-def _pricing(r: Reader, key: Key) -> TokenPrice | GpuPrice:
-    node = r.value(key)
-    if isinstance(node, dict) and "usd_per_hour" in node:
-        r.mapping(key, {"usd_per_hour", "mode", "concurrency", "latency_s", "utilization"})
-        price = GpuPrice(
-            usd_per_hour=r.number(key + ("usd_per_hour",)),
-            mode=r.string(key + ("mode",), ("measured", "configured")) if "mode" in node else "measured",
-            concurrency=int(r.number(key + ("concurrency",), Decimal(1), integer=True)) if "concurrency" in node else 1,
-            latency_s=r.number(key + ("latency_s",)) if "latency_s" in node else None,
-            utilization=r.number(key + ("utilization",)) if "utilization" in node else Decimal(1),
-        )
-        if not 0 < price.utilization <= 1:
-            raise r.fail(key + ("utilization",), "expected a fraction in (0, 1], e.g. 0.8.")
-        return price
-    r.mapping(key, {"input_per_1m", "output_per_1m", "cached_input_per_1m", "usd_per_hour"},
-              required=("input_per_1m", "output_per_1m"))
-    return TokenPrice(
-        input_per_1m=r.number(key + ("input_per_1m",)),
-        output_per_1m=r.number(key + ("output_per_1m",)),
-        cached_input_per_1m=r.number(key + ("cached_input_per_1m",)) if "cached_input_per_1m" in node else None,
     )
 
 

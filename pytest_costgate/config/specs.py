@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .thresholds import MetricRule
@@ -42,13 +43,71 @@ class TokenizerSpec:
     reply_priming: int = 3
 
 
+# A token price's rates by name, and the usage unit each applies to (pricing/usage.py: UNITS)
+RATE_UNITS: Mapping[str, str] = MappingProxyType({
+    "input_per_1m": "input_tokens", "output_per_1m": "output_tokens", "cached_input_per_1m": "cache_read_tokens",
+    "cache_write_per_1m": "cache_write_tokens", "cache_write_1h_per_1m": "cache_write_1h_tokens",
+    "reasoning_per_1m": "output_reasoning_tokens", "input_audio_per_1m": "input_audio_tokens",
+    "input_image_per_1m": "input_image_tokens", "input_video_per_1m": "input_video_tokens",
+    "cached_audio_input_per_1m": "cache_audio_read_tokens", "cached_image_input_per_1m": "cache_image_read_tokens",
+    "input_tool_per_1m": "input_tool_tokens", "output_audio_per_1m": "output_audio_tokens",
+    "output_image_per_1m": "output_image_tokens", "output_video_per_1m": "output_video_tokens",
+})
+SOURCE_KEYS = ("source", "source_version", "provider", "source_model", "at")  # text in a stored price table
+EXTRA_RATES = frozenset(RATE_UNITS) - {"input_per_1m", "output_per_1m", "cached_input_per_1m", "cache_write_per_1m",
+                                       "cache_write_1h_per_1m", "reasoning_per_1m"}
+
+
+@dataclass(frozen=True)
+class PriceTier:
+    """A long-context tier: above this many input tokens, these rates apply to the whole request (as providers
+    bill it); a rate the tier does not name keeps the base one."""
+
+    above_input_tokens: int
+    rates: Mapping[str, Decimal]  # rate name (RATE_UNITS) -> USD per 1M tokens
+
+
+@dataclass(frozen=True)
+class PriceSource:
+    """Where a price table came from when it was not typed by hand."""
+
+    name: str  # "genai-prices"
+    version: str  # the source's version, e.g. 0.2.3
+    provider: str
+    model: str  # the source's id of the model
+    at: str  # the date (or time) the prices were read for: fixed in the config, never "now"
+    context: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # e.g. service_tier: flex
+
+
 @dataclass(frozen=True)
 class TokenPrice:
-    """API pricing in USD per million tokens."""
+    """API pricing in USD per million tokens (cache reads, cache writes, reasoning and modalities at their own
+    rates when set), an optional fee per request, and long-context tiers."""
 
     input_per_1m: Decimal
     output_per_1m: Decimal
     cached_input_per_1m: Decimal | None = None
+    cache_write_per_1m: Decimal | None = None
+    cache_write_1h_per_1m: Decimal | None = None
+    reasoning_per_1m: Decimal | None = None
+    extra_per_1m: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))  # EXTRA_RATES
+    per_request: Decimal | None = None  # USD per request, on top of the tokens
+    tiers: tuple[PriceTier, ...] = ()  # by above_input_tokens, ascending
+    source: PriceSource | None = None
+
+    def rates(self) -> dict[str, Decimal]:
+        """Every rate set, by name (the base rates, below any tier)."""
+        named = {"input_per_1m": self.input_per_1m, "output_per_1m": self.output_per_1m,
+                 "cached_input_per_1m": self.cached_input_per_1m, "cache_write_per_1m": self.cache_write_per_1m,
+                 "cache_write_1h_per_1m": self.cache_write_1h_per_1m, "reasoning_per_1m": self.reasoning_per_1m}
+        return {**{k: v for k, v in named.items() if v is not None}, **self.extra_per_1m}
+
+    @property
+    def linear(self) -> bool:
+        """Whether a request's cost is input x rate + output x rate (+ cache reads): no tier, fee, cache write,
+        reasoning or modality rate. Such prices can be applied to mean token counts."""
+        return not (self.tiers or self.per_request or self.extra_per_1m or self.cache_write_per_1m is not None
+                    or self.cache_write_1h_per_1m is not None or self.reasoning_per_1m is not None)
 
 
 @dataclass(frozen=True)

@@ -256,16 +256,19 @@ def with_prefix_shares(spec: SuiteSpec, records: Records, shares: Mapping[str, i
     """Tokens-only records with their cacheable tokens, and, when the pricing has a cached-input price, the
     cost those tokens would have at it: the projected effect of the prompt layout, before any call."""
     from ..config.specs import TokenPrice
-    from ..pricing.prices import request_cost
+    from ..pricing.prices import record_usage, request_cost
 
     columns = dict(records.columns)
     cacheable = [shares.get(pid) for pid in records.ids]
     columns["cacheable_tokens"] = cacheable
     price = spec.model.pricing
-    if isinstance(price, TokenPrice) and price.cached_input_per_1m is not None:
-        columns["cost"] = [request_cost(price, i, o, min(c or 0, i), None) if i is not None and o is not None else cost
-                           for i, o, c, cost in zip(columns["input_tokens"], columns["output_tokens"], cacheable,
-                                                    columns["cost"])]
+    projected = Records(records.ids, columns)
+    if isinstance(price, TokenPrice) and price.cached_input_per_1m is not None:  # the layout's cache reads, priced
+        columns["cost"] = [request_cost(price, replace(record_usage(r), cache_read_tokens=min(c or 0, r.input_tokens)),
+                                        None) if r.input_tokens is not None and r.output_tokens is not None else r.cost
+                           for r, c in zip(projected.values(), cacheable)]
+        columns["cached_tokens"] = [None if r.input_tokens is None else min(c or 0, r.input_tokens)
+                                    for r, c in zip(projected.values(), cacheable)]
     return Records(records.ids, columns)
 
 

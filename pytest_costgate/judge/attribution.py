@@ -10,11 +10,12 @@ The three sum to the change exactly, so "the provider raised prices" is never re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
 from ..config.specs import GpuPrice, TokenPrice
-from ..pricing.prices import MILLION, request_cost, stored_price
+from ..pricing.prices import MILLION, record_usage, request_cost, stored_price
 from ..store.document import Attribution, SuiteEntry, decimal_text
 from ..store.records import PromptResult, Records
 from .aggregate import _column, _weighted_mean, has_none
@@ -49,7 +50,7 @@ def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuP
         return None
     weights = _column(results, "weight")
     unit = all(w == 1 for w in set(weights))
-    if isinstance(price, TokenPrice):
+    if isinstance(price, TokenPrice) and price.linear:  # mean tokens x rates: column sums do
         inputs = [v or 0 for v in _column(results, "input_tokens")]
         outputs = [v or 0 for v in _column(results, "output_tokens")]
         cached = [min(c or 0, i) for c, i in zip(_column(results, "cacheable_tokens" if projected else
@@ -63,10 +64,13 @@ def repriced(results: Sequence[PromptResult] | Records, price: TokenPrice | GpuP
             mean_cached = _weighted_mean(weights, cached, unit) or Fraction(0)
             cost += mean_cached * (Fraction(price.cached_input_per_1m) - Fraction(price.input_per_1m))
         return cost / Fraction(MILLION)
-    costs = []
+    costs = []  # tiers, fees, cache writes, GPU time: request by request
     for record in (results.values() if isinstance(results, Records) else results):
         device = record.busy_ms if record.busy_ms is not None else record.e2e_ms
-        each = request_cost(price, record.input_tokens, record.output_tokens, record.cached_tokens, device)
+        usage = record_usage(record)
+        if projected:
+            usage = replace(usage, cache_read_tokens=record.cacheable_tokens)
+        each = request_cost(price, usage, device)
         if each is None:
             return None
         costs.append(each)

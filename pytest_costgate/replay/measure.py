@@ -9,17 +9,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from ..config.specs import GpuPrice, TokenPrice
 from ..inputs.tokens import TokenCounter
 from ..pricing.prices import request_cost
+from ..pricing.usage import Usage
 from ..safety.deadlines import budget_now
 from ..safety.redact import redact, shorten
 from ..store.records import PROMPT_COLUMNS, PromptResult, Records
-from .backends import Backend, Completion, Request
+from .backends import NO_USAGE, Backend, Completion, Request, needs_usage
 
 CONSECUTIVE_FAILURES = 3  # after this many in a row, the endpoint is taken to be down
 OUTPUT_KEEP = 2000
@@ -53,7 +55,8 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
            price: TokenPrice | GpuPrice | None, warmup: int = 0, repeats: int = 1,
            deadline: float | None = None, progress: Progress | None = None, *,
            routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None,
-           probe: Callable[[], None] | None = None) -> tuple[list[PromptResult], float]:
+           probe: Callable[[], None] | None = None, count_without_usage: bool = False
+           ) -> tuple[list[PromptResult], float]:
     """Replay (request, rendered_tokens, weight) after `warmup` discarded calls; returns records and wall seconds.
 
     A backend with `concurrency` N keeps N requests in flight (each timed on its own); one with
@@ -96,7 +99,8 @@ def replay(backend: Backend, requests: Sequence[tuple[Request, int, Decimal]], c
         if deadline is not None and budget_now() > deadline:
             break
     wall = time.perf_counter() - start
-    return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]), routes)
+    return [result_from(r.id, w, n, _combine(runs[r.id]), counter, price, len(runs[r.id]), routes,
+                        None if count_without_usage else needs_usage(r.params))
             for r, n, w in requests if r.id in runs], wall
 
 
@@ -213,9 +217,11 @@ def route(routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]], served
 
 def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, counter: TokenCounter,
                 price: TokenPrice | GpuPrice | None, runs: int = 1,
-                routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None) -> PromptResult:
-    """Turn a backend's Completion into a record; missing token counts come from the tokenizer. In a routed
-    suite (`routes`: model name -> pricing) a request is priced as the model that answered it."""
+                routes: Mapping[str, tuple[str, TokenPrice | GpuPrice | None]] | None = None,
+                needs: str | None = None) -> PromptResult:
+    """Turn a backend's Completion into a record; missing token counts come from the tokenizer, except for a
+    request that asked for what only the server's usage counts (`needs`: 'reasoning'), which then failed. In a
+    routed suite (`routes`: model name -> pricing) a request is priced as the model that answered it."""
     if done.error:
         return PromptResult(pid, weight, rendered, error=shorten(done.error, 500), e2e_ms=_finite(done.e2e_ms))
     served = done.served_by if isinstance(done.served_by, str) else None
@@ -235,33 +241,62 @@ def result_from(pid: str, weight: Decimal, rendered: int, done: Completion, coun
     elif routes is None:
         served = None  # which model answered matters only to a routed suite
     text = done.text if isinstance(done.text, str) else str(done.text)
-    source, note = done.token_source, done.note
-    output_tokens, input_tokens = _count(done.output_tokens), _count(done.input_tokens)
-    if (done.output_tokens is not None and output_tokens is None) or (done.input_tokens is not None and input_tokens is None):
-        note = (f"the backend's token counts ({done.input_tokens!r}, {done.output_tokens!r}) are not whole numbers "
-                f"from 0 to {MAX_TOKENS:,}; counted with the tokenizer instead")
-        output_tokens = input_tokens = None
-    if output_tokens is None:
-        output_tokens, source = counter.count(text), "tokenizer"
-    if input_tokens is None:
-        input_tokens, source = rendered, "tokenizer"
+    billed = _billed(done, rendered, text, counter, needs)
+    if isinstance(billed, str):
+        return PromptResult(pid, weight, rendered, e2e_ms=_finite(done.e2e_ms), error=billed)
+    usage, source, note = billed
+    input_tokens, output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
     ttft, e2e, busy = _finite(done.ttft_ms), _finite(done.e2e_ms), _finite(done.busy_ms)
     if ttft is not None and e2e is not None and ttft > e2e:  # a first token after the last is not a timing
         note, ttft = f"time to first token {ttft:.1f} ms reported after the whole answer ({e2e:.1f} ms); dropped", None
-    cached = _count(done.cached_tokens)
-    cached = None if cached is None else min(cached, input_tokens)
     tpot = None
     if ttft is not None and e2e is not None and output_tokens > 1:
         tpot = (e2e - ttft) / (output_tokens - 1)
     return PromptResult(
         id=pid, weight=weight, rendered_tokens=rendered, input_tokens=input_tokens,
-        output_tokens=output_tokens, cached_tokens=cached, token_source=source,
+        output_tokens=output_tokens, cached_tokens=usage.cache_read_tokens, token_source=source,
+        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.output_reasoning_tokens, usage_details=MappingProxyType(dict(usage.details))
+        if usage.details else None,
         ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, busy_ms=busy,
-        cost=request_cost(price, input_tokens, output_tokens, cached, busy if busy is not None else e2e),
+        cost=request_cost(price, usage, busy if busy is not None else e2e),
         output=redact(text)[:OUTPUT_KEEP], output_sha=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         runs=runs, e2e_runs=tuple(v for v in done.e2e_runs if _finite(v) is not None) if done.e2e_runs else None,
         note=note, served_by=None if served is None else redact(served)[:200],
     )
+
+
+def _billed(done: Completion, rendered: int, text: str, counter: TokenCounter, needs: str | None
+            ) -> tuple[Usage, str, str | None] | str:
+    """(the usage to bill, its source, a note) for an answer, or the error that fails it: the server's usage when
+    it is whole and consistent, else the tokenizer's counts of the prompt and the visible answer."""
+    note = done.note
+    reported = done.usage
+    if reported is None and (done.input_tokens, done.output_tokens, done.cached_tokens) != (None, None, None):
+        reported = Usage(done.input_tokens, done.output_tokens, cache_read_tokens=done.cached_tokens)
+    if reported is not None:
+        values = [getattr(reported, f.name) for f in fields(reported) if f.name != "details"]
+        bad = [v for v in (*values, *reported.details.values()) if v is not None and _count(v) is None]
+        problems = reported.problems()
+        if bad or problems:
+            shown = f"({reported.input_tokens!r}, {reported.output_tokens!r})" if bad else f"({problems[0]})"
+            note = (f"the backend's token counts {shorten(shown, 120)} are not whole numbers from 0 to {MAX_TOKENS:,} "
+                    "that add up; counted with the tokenizer instead")
+            reported = None
+    if reported is not None and reported.input_tokens is not None and reported.output_tokens is not None:
+        cached = reported.cache_read_tokens
+        if cached is not None and cached > reported.input_tokens:
+            reported = replace(reported, cache_read_tokens=reported.input_tokens)
+        return reported, done.token_source, note
+    if done.usage_expected and needs:
+        return (f"the server sent no usage, and the request asks for {needs}, whose tokens no tokenizer counts "
+                "offline; set without_usage: tokenizer on the suite to count the visible text alone")
+    if done.usage_expected and note is None:
+        note = NO_USAGE
+    partial = reported or Usage()
+    usage = Usage(partial.input_tokens if partial.input_tokens is not None else rendered,
+                  partial.output_tokens if partial.output_tokens is not None else counter.count(text))
+    return usage, "tokenizer", note
 
 
 def _count(value: Any) -> int | None:
@@ -277,16 +312,23 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) and 0 <= number <= MAX_MS else None
 
 
+CARRIED = ("cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "usage_details")
+
+
 class TokensOnly:
-    """Tokens-only records, built a column at a time: exact input tokens; output tokens from the baseline
-    (or the prompt's reference), whose per-prompt gap between server-counted and rendered input tokens is
-    carried over, so a server that adds its own chat template does not show up as a template change."""
+    """Tokens-only records, built a column at a time: exact input tokens; the rest of each prompt's billed usage
+    (output, reasoning, cache reads and writes, other parts) from the baseline, or output tokens from the prompt's
+    reference. The baseline's per-prompt gap between server-counted and rendered input tokens is carried over, so
+    a server that adds its own chat template does not show up as a template change; and so are its cache reads,
+    so an unchanged suite whose baseline hit the cache costs what it cost then."""
 
     def __init__(self, price: TokenPrice | GpuPrice | None, base: Mapping[str, PromptResult]) -> None:
         self.price = price
         self._base_ids = list(base)
         names = ("input_tokens", "rendered_tokens", "output_tokens", "error", "cost")
         self._base = tuple(_base_column(base, n) for n in names)  # looked up by position in the baseline
+        carried = {name: _base_column(base, name) for name in CARRIED}
+        self._carried = {name: column for name, column in carried.items() if column.count(None) != len(column)}
         self._where: dict[str, int] | None = None  # id -> that position, made once a prompt is out of place
         self.ids: list[str] = []
         self.weights: list[Decimal] = []
@@ -295,7 +337,8 @@ class TokensOnly:
         self.outputs: list[int] = []
         self.sources: list[str] = []
         self.costs: list[Decimal | None] = []
-        self._cost: dict[tuple[int, int], Decimal | None] = {}
+        self.extra: dict[str, list[Any]] = {name: [] for name in self._carried}
+        self._cost: dict[tuple[Any, ...], Decimal | None] = {}
         self._gpu, self._tokens = isinstance(price, GpuPrice), isinstance(price, TokenPrice)
 
     def __len__(self) -> int:
@@ -318,23 +361,30 @@ class TokensOnly:
         base_in, base_rendered, base_out, base_error, base_cost = self._base
         add_input, add_output, add_source, add_cost = (self.inputs.append, self.outputs.append,
                                                        self.sources.append, self.costs.append)
-        known, gpu, tokens = self._cost, self._gpu, self._tokens
+        known, gpu, tokens, carried = self._cost, self._gpu, self._tokens, self._carried
         for at, input_tokens, reference_tokens in zip(where, rendered, references):
             output_tokens, source = 0, "tokenizer+none"
             cost: Decimal | None = None
+            parts: tuple[Any, ...] = ()
             if at is not None and base_error[at] is None:
                 if base_in[at] is not None:
                     input_tokens += base_in[at] - base_rendered[at]
                 output_tokens, source = base_out[at] or 0, "tokenizer+baseline"
                 if gpu:
                     cost = base_cost[at]  # GPU time can't be known without running; carry the baseline's
+                if carried:
+                    parts = tuple(column[at] for column in carried.values())
             elif reference_tokens is not None:
                 output_tokens, source = reference_tokens, "tokenizer+reference"
+            if carried:
+                parts = parts or (None,) * len(carried)
+                for column, value in zip(self.extra.values(), parts):
+                    column.append(value)
             if tokens:
-                key = (input_tokens, output_tokens)
+                key = (input_tokens, output_tokens, *parts)
                 cost = known.get(key)
                 if cost is None:
-                    cost = known[key] = request_cost(self.price, input_tokens, output_tokens, None, None)
+                    cost = known[key] = request_cost(self.price, self._usage(input_tokens, output_tokens, parts), None)
             add_input(input_tokens)
             add_output(output_tokens)
             add_source(source)
@@ -343,12 +393,25 @@ class TokensOnly:
         self.weights += weights
         self.rendered += rendered
 
+    def _usage(self, input_tokens: int, output_tokens: int, parts: tuple[Any, ...]) -> Usage:
+        got = dict(zip(self._carried, parts))
+        cached = got.get("cached_tokens")
+        return Usage(input_tokens, output_tokens, cache_read_tokens=None if cached is None else min(cached, input_tokens),
+                     cache_write_tokens=got.get("cache_write_tokens"),
+                     cache_write_1h_tokens=got.get("cache_write_1h_tokens"),
+                     output_reasoning_tokens=got.get("reasoning_tokens"),
+                     details=got.get("usage_details") or MappingProxyType({}))
+
     def records(self) -> Records:
         n = len(self.ids)
         nothing: list[Any] = [None] * n
         columns = {name: nothing for name in PROMPT_COLUMNS[1:]}
         columns.update(weight=self.weights, rendered_tokens=self.rendered, input_tokens=self.inputs,
                        output_tokens=self.outputs, token_source=self.sources, cost=self.costs, reused=[False] * n)
+        columns.update(self.extra)
+        if "cached_tokens" in self.extra:  # a cache read never exceeds the input it is part of
+            columns["cached_tokens"] = [None if c is None else min(c, i) for c, i in zip(self.extra["cached_tokens"],
+                                                                                          self.inputs)]
         return Records(self.ids, columns)
 
 

@@ -37,6 +37,10 @@ class PromptResult:
     reused: bool = False  # copied from the baseline, not replayed: never in latency statistics
     cacheable_tokens: int | None = None  # input tokens a prefix cache could serve (the suite's prefix_cache rule)
     served_by: str | None = None  # the model a router sent the request to (routed suites)
+    cache_write_tokens: int | None = None  # input tokens written to the provider's cache (all lifetimes)
+    cache_write_1h_tokens: int | None = None  # the part written to a one-hour cache
+    reasoning_tokens: int | None = None  # output tokens spent on reasoning (part of output_tokens)
+    usage_details: Mapping[str, int] | None = None  # other reported parts: modality, tool-use prompt (usage keys)
 
 
 PROMPT_COLUMNS = tuple(f.name for f in fields(PromptResult))
@@ -44,7 +48,9 @@ TEXT_COLUMNS = frozenset({"id", "output", "error", "note", "served_by"})  # free
 _ROW = operator.attrgetter(*PROMPT_COLUMNS)
 
 
-_WEIGHT, _COST, _RUNS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs"))
+_WEIGHT, _COST, _RUNS, _DETAILS = (PROMPT_COLUMNS.index(n) for n in ("weight", "cost", "e2e_runs", "usage_details"))
+# added after the first stored documents: left out of the stored rows when a suite has none of them
+LATE_COLUMNS = frozenset({"cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "usage_details"})
 FIELDS = PROMPT_COLUMNS[1:]
 REQUIRED_COLUMNS = frozenset({"id", "weight", "rendered_tokens", "token_source", "reused"})  # absent isn't null
 ROWS_LIMIT = 10_000  # up to this many prompts are stored a row per line; more, a column per list
@@ -147,8 +153,21 @@ def prompt_rows(prompts: Iterable[PromptResult] | Records) -> dict[str, Any]:
             row[_COST] = format(cost.normalize(), "f")
         if runs is not None:
             row[_RUNS] = list(runs)
+        if row[_DETAILS] is not None:
+            row[_DETAILS] = dict(row[_DETAILS])
         rows.append(row)
-    return {"columns": list(PROMPT_COLUMNS), "rows": rows}
+    return _without_late_nulls(list(PROMPT_COLUMNS), rows)
+
+
+def _without_late_nulls(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
+    """The rows, less the columns added in later versions that hold only nulls here: a baseline that uses none
+    of what they record stays as it was written (a one-line diff per changed prompt, not per prompt)."""
+    late = [i for i, name in enumerate(columns) if name in LATE_COLUMNS and all(row[i] is None for row in rows)]
+    if not late or not rows:
+        return {"columns": columns, "rows": rows}
+    keep = [i for i in range(len(columns)) if i not in late]
+    pick = operator.itemgetter(*keep)
+    return {"columns": list(pick(columns)), "rows": [list(pick(row)) for row in rows]}
 
 
 def _rows_of(records: Records) -> dict[str, Any]:
@@ -165,10 +184,12 @@ def _rows_of(records: Records) -> dict[str, Any]:
             values = [texts[c] if c else None if c is None else format(c.normalize(), "f") for c in values]
         elif name == "e2e_runs" and values.count(None) != len(values):
             values = [None if r is None else list(r) for r in values]
+        elif name == "usage_details" and values.count(None) != len(values):
+            values = [None if d is None else dict(d) for d in values]
         columns.append(values)
     if len(records.ids) > ROWS_LIMIT:  # column-major: a diff of this many prompts is no review, speed is
         # a column of nulls only (no timings in a tokens-only run, no outputs...) is left out: absent means null
         kept = [(name, values) for name, values in zip(FIELDS, columns)
                 if name in REQUIRED_COLUMNS or values.count(None) != len(values)]
         return {"columns": ["id", *(name for name, _ in kept)], "data": [list(records.ids), *(list(v) for _, v in kept)]}
-    return {"columns": list(PROMPT_COLUMNS), "rows": list(map(list, zip(records.ids, *columns)))}
+    return _without_late_nulls(list(PROMPT_COLUMNS), list(map(list, zip(records.ids, *columns))))

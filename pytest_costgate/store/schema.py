@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..config.specs import SOURCE_KEYS
 from ..safety.errors import BaselineError
 from .document import (
     METRIC_FIELDS,
@@ -203,6 +204,8 @@ def _pricing(value: Any, r: JsonReader, path: Path_) -> dict[str, str]:
     for key, text in node.items():
         if key == "mode":
             r.choice(text, path + (key,), ("measured", "configured"))
+        elif key in SOURCE_KEYS or key.startswith("context."):
+            r.text(text, path + (key,), limit=200)  # where the prices came from: text
         elif key != "kind":
             r.decimal(text, path + (key,))
     return {**node, "kind": kind}

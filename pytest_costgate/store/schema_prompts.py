@@ -8,6 +8,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from .jsonreader import HEX_HASH, MAX_TEXT, MAX_TOKENS, JsonReader, Path_, shown
@@ -140,6 +141,10 @@ _FAST: dict[str, tuple[Any, Any]] = {
     "output_sha": (_hash, None), "request_hash": (_hash, None),
     "reused": (lambda vs: set(map(type, vs)) <= {bool, _NONE}, lambda vs: list(map(_FLAG.__getitem__, vs))),
     "cacheable_tokens": (_ints(0, MAX_TOKENS), None), "served_by": (_texts(500), None),
+    "cache_write_tokens": (_ints(0, MAX_TOKENS), None), "cache_write_1h_tokens": (_ints(0, MAX_TOKENS), None),
+    "reasoning_tokens": (_ints(0, MAX_TOKENS), None),
+    "usage_details": (lambda vs: all(v is None or _details_ok(v) for v in vs),
+                      lambda vs: [None if v is None else MappingProxyType(v) for v in vs]),
 }
 
 
@@ -201,6 +206,9 @@ def prompt_record(pid: str, value: Any, r: JsonReader, path: Path_) -> PromptRes
         request_hash=r.hexhash(node.get("request_hash"), path + ("request_hash",)),
         reused=flag(node.get("reused"), r, path + ("reused",)),
         cacheable_tokens=count("cacheable_tokens"),
+        cache_write_tokens=count("cache_write_tokens"), cache_write_1h_tokens=count("cache_write_1h_tokens"),
+        reasoning_tokens=count("reasoning_tokens"),
+        usage_details=_details(node.get("usage_details"), r, path + ("usage_details",)),
         served_by=r.text(node.get("served_by"), path + ("served_by",), limit=500),
 
     )
@@ -212,3 +220,21 @@ def flag(value: Any, r: JsonReader, path: Path_) -> bool:
     if not isinstance(value, bool):
         raise r.fail(path, f"expected true or false, got {shown(value)}.")
     return value
+
+
+USAGE_DETAIL = re.compile(r"[a-z0-9_]{1,60}_tokens")
+
+
+def _details_ok(value: Any) -> bool:
+    return type(value) is dict and len(value) <= 50 and all(
+        type(k) is str and USAGE_DETAIL.fullmatch(k) and type(n) is int and 0 <= n <= MAX_TOKENS for k, n in value.items())
+
+
+def _details(value: Any, r: JsonReader, path: Path_) -> Mapping[str, int] | None:
+    """A record's other usage parts ({'input_audio_tokens': 120}): names of usage keys, whole counts."""
+    if value is None:
+        return None
+    if not _details_ok(value):
+        raise r.fail(path, f"expected an object of usage counts such as {{'input_audio_tokens': 120}}, got "
+                     f"{shown(value)}.")
+    return MappingProxyType(dict(value))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ...config.registry import backend_class
+from ...pricing.usage import Usage
 from ...safety.errors import BackendError
 
 if TYPE_CHECKING:
@@ -43,6 +44,24 @@ class Completion:
     error: str | None = None
     note: str | None = None  # something the user should know about this answer (e.g. server usage ignored)
     served_by: str | None = None  # the model that answered (a router's choice; OpenAI's response 'model')
+    usage: Usage | None = None  # the billed usage as the server reported it (supersedes the three counts above)
+    usage_expected: bool = False  # an API that reports usage: its absence is said, and can fail the request
+
+
+NO_USAGE = ("the server sent no usage: tokens counted with the tokenizer (reasoning and tool-call tokens, if any, "
+            "are not counted)")
+# request params whose billed tokens no tokenizer can count offline: with no usage, such a request failed
+NEEDS_USAGE = {"reasoning_effort": "reasoning", "reasoning": "reasoning", "thinking": "reasoning",
+               "thinkingConfig": "reasoning", "tools": "tool definitions", "functions": "tool definitions"}
+
+
+def needs_usage(params: Mapping[str, Any]) -> str | None:
+    """What a request asks for that only the server's usage can count ('reasoning', 'tool definitions'), or None."""
+    found = {why for name, why in NEEDS_USAGE.items() if params.get(name)}
+    config = params.get("generationConfig")
+    if isinstance(config, dict) and config.get("thinkingConfig"):
+        found.add("reasoning")
+    return " and ".join(sorted(found)) or None
 
 
 def max_new_tokens(params: Mapping[str, Any], default: int) -> int:

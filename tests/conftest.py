@@ -23,6 +23,17 @@ try:
 except ImportError:  # the genai tests then fail saying how to install it (README: pip install --no-deps ...)
     pass
 
+# Every costgate module too, for the same reason and one more: a test that patches a module by name
+# ("pytest_costgate.replay.progress.CLOCK") would otherwise patch a copy an earlier in-process run left behind
+# on its package while the run under test imports a fresh one.
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
+import pytest_costgate  # noqa: E402
+
+for _module in pkgutil.walk_packages(pytest_costgate.__path__, "pytest_costgate."):
+    importlib.import_module(_module.name)
+
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import FakeOpenAI  # noqa: E402
 

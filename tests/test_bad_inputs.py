@@ -57,7 +57,7 @@ CASES = {
     "unknown model": (dict(config=f"models:\n{MODEL}suites:\n{SUITE.replace('model: m', 'model: mm')}"),
                       ["costgate.yaml:9: suites.s.model: no model named 'mm' under models:. Did you mean 'm'?"]),
     "unknown backend": (dict(config=f"models:\n{MODEL.replace('backend: python', 'backend: onxx')}suites:\n{SUITE}"),
-                        ["costgate.yaml:3: models.m.backend: unknown backend 'onxx'. Did you mean 'onnx'? Available: genai, onnx, openai, python*"]),
+                        ["costgate.yaml:3: models.m.backend: unknown backend 'onxx'. Did you mean 'onnx'? Available: anthropic, gemini, genai, onnx, openai, python*"]),
     "negative price": (dict(config=f"models:\n{MODEL.replace('input_per_1m: 1', 'input_per_1m: -1')}suites:\n{SUITE}"),
                        ["*models.m.pricing.input_per_1m: expected a number >= 0, got -1."]),
     "template and chat_template": (dict(config=f"models:\n{MODEL}suites:\n{SUITE}    chat_template: []\n"),

@@ -12,7 +12,7 @@ from pytest_costgate.config.thresholds import MetricRule, parse_threshold
 from pytest_costgate.inputs.tokens import load_counter
 from pytest_costgate.judge.aggregate import aggregate, stats
 from pytest_costgate.judge.verdict import compare_metric, judge
-from pytest_costgate.net.sse import TruncatedStream, chunk_text, sse_data, stream_chunks
+from pytest_costgate.net.sse import TruncatedStream, json_events, sse_data
 from pytest_costgate.pricing.prices import gpu_cost_configured, gpu_cost_measured, monthly, request_cost, token_cost
 from pytest_costgate.pricing.usage import Usage
 from pytest_costgate.safety.errors import BackendError, TokenizerError
@@ -150,7 +150,7 @@ def test_not_comparable_noisy_metric_never_fails():
 def test_sse_parser_follows_the_spec():
     lines = [": comment", "event: message", "data: {\"a\":", "data: 1}", "", "data:[DONE]", ""]
     assert list(sse_data(lines)) == ['{"a":\n1}', "[DONE]"]
-    chunks = list(stream_chunks(["data: {\"choices\": []}", "", "data: [DONE]", ""]))
+    chunks = list(json_events(["data: {\"choices\": []}", "", "data: [DONE]", ""]))
     assert chunks == [{"choices": []}]
 
 
@@ -161,19 +161,26 @@ def test_sse_parser_follows_the_spec():
 ])
 def test_sse_faults(lines, error):
     with pytest.raises(BackendError, match=error):
-        list(stream_chunks(lines))
+        list(json_events(lines))
 
 
 def test_stream_without_done_is_truncated():
     with pytest.raises(TruncatedStream):
-        list(stream_chunks(["data: {\"choices\": []}", ""]))
+        list(json_events(["data: {\"choices\": []}", ""]))
 
 
 def test_chunk_text_chat_completions_and_empty_choices():
-    assert chunk_text({"choices": [{"delta": {"content": "Hi"}}]}) == "Hi"
-    assert chunk_text({"choices": [{"text": "Hi"}]}) == "Hi"
-    assert chunk_text({"choices": [], "usage": {"prompt_tokens": 3}}) == ""
-    assert chunk_text({"choices": [{"delta": {"role": "assistant"}}]}) == ""
+    from pytest_costgate.replay.backends.openai import ChatReader
+
+    def text(event):
+        reader = ChatReader("x")
+        reader.feed(event)
+        return reader.completion(None, 1.0).text
+
+    assert text({"choices": [{"delta": {"content": "Hi"}}]}) == "Hi"
+    assert text({"choices": [{"text": "Hi"}]}) == "Hi"
+    assert text({"choices": [], "usage": {"prompt_tokens": 3}}) == ""
+    assert text({"choices": [{"delta": {"role": "assistant"}}]}) == ""
 
 
 def test_cl100k_known_counts():

@@ -15,6 +15,8 @@ BUILTIN: dict[str, str] = {
     "python": "pytest_costgate.replay.backends.python:PythonBackend",
     "onnx": "pytest_costgate.replay.backends.onnx:OnnxBackend",
     "genai": "pytest_costgate.replay.backends.genai:GenaiBackend",
+    "anthropic": "pytest_costgate.replay.backends.anthropic:AnthropicBackend",
+    "gemini": "pytest_costgate.replay.backends.gemini:GeminiBackend",
 }
 
 

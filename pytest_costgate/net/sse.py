@@ -1,4 +1,4 @@
-"""Server-sent events as OpenAI-compatible servers stream them, parsed into JSON chunks."""
+"""Server-sent events as model APIs stream them (OpenAI, Anthropic, Gemini), parsed into JSON events."""
 from __future__ import annotations
 
 import json
@@ -31,48 +31,36 @@ class TruncatedStream(BackendError):
     """The stream ended without `data: [DONE]`."""
 
 
-def stream_chunks(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """JSON chunks of an OpenAI stream up to `data: [DONE]`; an error event, bad JSON or a cut raises."""
+MAX_EVENT_CHARS = 4 << 20  # one event's data: a token chunk is a few hundred bytes
+
+
+def json_events(lines: Iterable[str], done: str | None = "[DONE]") -> Iterator[dict[str, Any]]:
+    """The JSON object of each event, up to the `done` data line (OpenAI's '[DONE]') when the API ends its streams
+    with one (else to the stream's end); an error event, bad JSON, an oversized event or a cut raises."""
     for data in sse_data(lines):
-        if data.strip() == "[DONE]":
+        if len(data) > MAX_EVENT_CHARS:
+            raise BackendError(f"a stream event is over {MAX_EVENT_CHARS >> 20} MiB; not an event stream")
+        if done is not None and data.strip() == done:
             return
         try:
-            chunk = json.loads(data)
+            event = json.loads(data)
         except json.JSONDecodeError:
             raise BackendError(f"malformed stream event (not JSON): {shorten(data, 120)!r}") from None
-        if not isinstance(chunk, dict):
+        if not isinstance(event, dict):
             raise BackendError(f"malformed stream event (not an object): {shorten(data, 120)!r}")
-        if "error" in chunk and chunk["error"]:
-            raise BackendError(f"server error in stream: {shorten(error_message(chunk), 300)}")
-        yield chunk
-    raise TruncatedStream("the stream ended without 'data: [DONE]'")
-
-
-def finished(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk carries a finish_reason (the answer is complete even if [DONE] is missing)."""
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
-
-
-def chunk_text(chunk: dict[str, Any]) -> str:
-    """The generated text in one chunk (chat `delta.content` or completions `text`); '' if none."""
-    out = []
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        if isinstance(piece, str):
-            out.append(piece)
-        message = choice.get("message")  # non-streamed response
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            out.append(message["content"])
-    return "".join(out)
+        if event.get("error") or event.get("type") in ("error", "response.failed"):
+            raise BackendError(f"server error in stream: {shorten(error_message(event), 300)}")
+        yield event
+    if done is not None:
+        raise TruncatedStream(f"the stream ended without 'data: {done}'")
 
 
 def error_message(body: Any) -> str:
     """The human part of an OpenAI-style error body, or the body itself, whole: callers redact, then shorten
     (cutting first could leave a secret's prefix behind)."""
     if isinstance(body, dict):
+        if isinstance(body.get("response"), dict) and body["response"].get("error"):  # Responses: response.failed
+            body = body["response"]
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])

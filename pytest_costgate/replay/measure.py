@@ -295,7 +295,8 @@ def _billed(done: Completion, rendered: int, text: str, counter: TokenCounter, n
         note = NO_USAGE
     partial = reported or Usage()
     usage = Usage(partial.input_tokens if partial.input_tokens is not None else rendered,
-                  partial.output_tokens if partial.output_tokens is not None else counter.count(text))
+                  partial.output_tokens if partial.output_tokens is not None else
+                  sum(counter.count(p) for p in done.outputs) if done.outputs else counter.count(text))
     return usage, "tokenizer", note
 
 

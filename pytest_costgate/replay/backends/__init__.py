@@ -44,6 +44,7 @@ class Completion:
     error: str | None = None
     note: str | None = None  # something the user should know about this answer (e.g. server usage ignored)
     served_by: str | None = None  # the model that answered (a router's choice; OpenAI's response 'model')
+    outputs: tuple[str, ...] | None = None  # the answer's parts (choices, tool calls), counted apart with no usage
     usage: Usage | None = None  # the billed usage as the server reported it (supersedes the three counts above)
     usage_expected: bool = False  # an API that reports usage: its absence is said, and can fail the request
 

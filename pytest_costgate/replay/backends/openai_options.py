@@ -1,5 +1,6 @@
-"""What an `openai` model's options must be, checked when the config loads: a bad value is a clear error
-naming the option, never a traceback from requests later (which would print its arguments, headers included)."""
+"""What an HTTP API model's options must be (openai, anthropic, gemini), checked when the config loads: a bad value
+is a clear error naming the option, never a traceback from requests later (which would print its arguments,
+headers included)."""
 from __future__ import annotations
 
 import math
@@ -38,8 +39,18 @@ def safe_repr(value: Any) -> str:
 
 
 def check_options(options: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> None:
-    """Reject at config load what requests would choke on later (and print its arguments for)."""
-    url = options.get("base_url")
+    """An `openai` model: base_url is required; endpoint chat, completions or responses."""
+    check_http(options, fail, count_tokens=True)
+    if options.get("endpoint", "chat") not in ("chat", "completions", "responses"):
+        raise fail("endpoint", "expected 'chat', 'completions' or 'responses'.")
+
+
+def check_http(options: Mapping[str, Any], fail: Callable[[str, str], Exception], default_url: str | None = None,
+               count_tokens: bool = False) -> None:
+    """Reject at config load what requests would choke on later (and print its arguments for). `default_url`: the
+    provider's own address, used when base_url is left out; `count_tokens`: the API has a free counting endpoint
+    (count_tokens: endpoint uses it in tokens-only mode)."""
+    url = options.get("base_url", default_url)
     register_url(url)
     try:
         parsed = urlsplit(url) if isinstance(url, str) else None
@@ -55,8 +66,10 @@ def check_options(options: Mapping[str, Any], fail: Callable[[str, str], Excepti
     model = options.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip() or len(model) > 500):
         raise fail("model", "expected the model name the server knows (text of at most 500 characters).")
-    if options.get("endpoint", "chat") not in ("chat", "completions"):
-        raise fail("endpoint", "expected 'chat' or 'completions'.")
+    if options.get("count_tokens", "tokenizer") not in (("tokenizer", "endpoint") if count_tokens else ("tokenizer",)):
+        raise fail("count_tokens", "expected 'tokenizer' or 'endpoint' (the provider's free token-counting call, "
+                   "used in tokens-only mode)." if count_tokens else "this API has no token-counting endpoint; "
+                   "leave count_tokens out (tokens are counted with the tokenizer).")
     for name in NUMBERS:
         seconds(options, name, fail)
     check_concurrency(options, fail)

@@ -137,26 +137,29 @@ def test_chat_template_ids_equal_transformers_apply_chat_template():
     assert chat is not None
     counter = load_counter(TokenizerSpec(tokenizer_json=FIXTURES / "llama-tiny-chat" / "tokenizer.json"))
     tokenizer = counter.engine
-    for case in CHAT["conversations"]:
-        text = chat.render(case["messages"])
+    assert any("tools" in case for case in CHAT["conversations"])
+    for case in CHAT["conversations"]:  # the tool definitions too, where the template writes them
+        text = chat.render(case["messages"], tools=case.get("tools"))
         assert text == case["text"]
         assert tokenizer.encode(text, add_special_tokens=False).ids == case["ids"]
-        assert counter.count_messages(case["messages"]) == len(case["ids"])  # what a server applying it bills
+        # what a server applying it bills
+        assert counter.count_messages(case["messages"], case.get("tools")) == len(case["ids"])
 
 
 def test_onnx_and_genai_replay_chat_prompts_with_the_model_template(tmp_path):
     from pytest_costgate.replay.backends.genai import GenaiBackend
 
     onnx = OnnxBackend(spec("onnx", FIXTURES / "llama-tiny-chat"))
-    conversations = [tuple(c["messages"]) for c in CHAT["conversations"]]
-    for done, case in zip(run_all(onnx, conversations, 1), CHAT["conversations"]):
+    cases = [c for c in CHAT["conversations"] if "tools" not in c]  # a local model is sent no tool definitions
+    conversations = [tuple(c["messages"]) for c in cases]
+    for done, case in zip(run_all(onnx, conversations, 1), cases):
         assert done.error is None and done.input_tokens == len(case["ids"]) and done.output_tokens
     assert "chat_template" in onnx.fingerprint()
     folder = tmp_path / "genai"  # the same template, beside a genai model
     shutil.copytree(FIXTURES / "llama-tiny-genai", folder)
     shutil.copy(FIXTURES / "llama-tiny-chat" / "tokenizer_config.json", folder / "tokenizer_config.json")
     genai = GenaiBackend(spec("genai", folder))
-    for done, case in zip(run_all(genai, conversations, 1), CHAT["conversations"]):
+    for done, case in zip(run_all(genai, conversations, 1), cases):
         assert done.error is None and done.input_tokens == len(case["ids"])
 
 

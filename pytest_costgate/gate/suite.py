@@ -17,12 +17,12 @@ from typing import Any
 from ..config.specs import Config, SuiteSpec
 from ..inputs.prompts import PromptSet, PromptStream, load_prompt_set
 from ..inputs.render import PromptRenderer
-from ..inputs.tokens import TokenCounter, counting_pool, counting_workers, load_counter
+from ..inputs.tokens import Sent, TokenCounter, counting_pool, counting_workers, load_counter
 from ..judge.aggregate import aggregate
 from ..judge.attribution import attribute
 from ..judge.compare import distinct, judge_suite, prompt_changes
 from ..pricing.prices import describe
-from ..replay.backends import Request, create_backend
+from ..replay.backends import Request, create_backend, text_as_chat
 from ..replay.identity import model_identity
 from ..replay.incremental import request_hash, split
 from ..replay.measure import Progress, TokensOnly, replay
@@ -84,6 +84,20 @@ class Prepared:
                 for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
 
 
+def sent_of(spec: SuiteSpec, counter: TokenCounter) -> tuple[Sent, str | None]:
+    """How the suite's prompts are sent, for counting them as billed, and a note when part of it is counted live
+    only (tool definitions no offline accounting covers)."""
+    tools = spec.params.get("tools")
+    tools = tuple(tools) if isinstance(tools, list) and tools else None
+    sent = Sent(as_chat=text_as_chat(spec.model), tools=tools)
+    note = None
+    if tools and not counter.tools_counted(tools):
+        note = (f"tool definitions ({len(tools)}) are counted live only: {counter.name} has no offline accounting for "
+                "them (OpenAI function tools with tiktoken's cl100k_base or o200k_base, or a chat template that "
+                "writes `tools`, have one)")
+    return sent, note
+
+
 def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepared:
     """Load, render and count a suite's prompts (no model needed); only those `keep` accepts when given."""
     prompt_set = load_prompt_set(spec.prompts)
@@ -92,7 +106,8 @@ def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepa
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
     rendered = renderer.render_all(prompt_set.records)
-    return Prepared(prompt_set, renderer, counter, rendered, count_inputs(counter, rendered), spec.model.base_dir)
+    sent, _ = sent_of(spec, counter)
+    return Prepared(prompt_set, renderer, counter, rendered, counter.count_all(rendered, sent), spec.model.base_dir)
 
 
 def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult], progress: Progress | None = None,
@@ -102,7 +117,8 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
     stream = PromptStream(spec.prompts)
     renderer = PromptRenderer(spec.template)
     counter = load_counter(spec.model.tokenizer)
-    table = TokensOnly(spec.model.pricing, base_results)
+    sent, note = sent_of(spec, counter)
+    table = TokensOnly(spec.model.pricing, base_results, note)
     workers = counting_workers()
     total = stream.estimate() if progress is not None else 0
 
@@ -127,7 +143,7 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
             for chunk in stream.chunks():
                 if keep is not None:
                     chunk = [r for r in chunk if keep(r.id)]
-                inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0])))
+                inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0], sent)))
                 if len(inflight) > 2:
                     finish(*inflight.popleft())
             while inflight:
@@ -248,7 +264,8 @@ def prefix_shares(spec: SuiteSpec, prep: Prepared) -> dict[str, int]:
     from ..inputs.cache_share import cacheable_tokens, token_ids
 
     assert spec.prefix_cache is not None
-    tokens = token_ids(prep.counter, prep.rendered)
+    sent, _ = sent_of(spec, prep.counter)
+    tokens = token_ids(prep.counter, prep.rendered, sent.as_chat, sent.tools)
     return dict(zip((r.id for r in prep.prompt_set.records), cacheable_tokens(tokens, spec.prefix_cache)))
 
 
@@ -312,15 +329,3 @@ def rejudge(config: Config, spec: SuiteSpec, entry: SuiteEntry, base: SuiteEntry
     return replace(entry, verdict=verdict, baseline_template_hash=base.template_hash,
                    prompt_changes=prompt_changes(results, base.prompts), baseline_source=source,
                    attribution=attribute(entry, base))
-
-
-def count_inputs(counter: TokenCounter, rendered: list[Any]) -> list[int]:
-    """Input tokens per rendered prompt, batching plain texts through the encoder at once."""
-    texts = [(i, p) for i, p in enumerate(rendered) if isinstance(p, str)]
-    counts = [0] * len(rendered)
-    for (i, _), n in zip(texts, counter.count_many([p for _, p in texts])):
-        counts[i] = n
-    for i, prompt in enumerate(rendered):
-        if not isinstance(prompt, str):
-            counts[i] = counter.count_messages(prompt)
-    return counts

@@ -53,9 +53,11 @@ def cacheable_tokens(sequences: Sequence[Sequence[int]], rule: PrefixCache) -> l
     return [cacheable(n, rule) for n in shared_prefixes([tuple(s) for s in sequences])]
 
 
-def token_ids(counter: Any, rendered: Sequence[Any]) -> list[list[int]]:
+def token_ids(counter: Any, rendered: Sequence[Any], as_chat: bool = False,
+              tools: Sequence[Any] | None = None) -> list[list[int]]:
     """The tokens of each rendered prompt as the counter's tokenizer makes them (a chat: rendered with the
-    model's chat template when it has one, else role and content of each message in order)."""
+    model's chat template when it has one, tool definitions included, else role and content of each message in
+    order). `as_chat`: a text prompt is sent as the user message, so a chat template renders it as one."""
     engine = counter.engine
     chat = getattr(counter, "chat", None)
 
@@ -66,10 +68,12 @@ def token_ids(counter: Any, rendered: Sequence[Any]) -> list[list[int]]:
 
     out = []
     for prompt in rendered:
-        if isinstance(prompt, str):
+        if isinstance(prompt, str) and as_chat and chat is not None:
+            out.append(encode(chat.render(({"role": "user", "content": prompt},), tools=tools)))
+        elif isinstance(prompt, str):
             out.append(encode(prompt))
         elif chat is not None:
-            out.append(encode(chat.render(prompt)))
+            out.append(encode(chat.render(prompt, tools=tools)))
         else:
             ids: list[int] = []
             for message in prompt:

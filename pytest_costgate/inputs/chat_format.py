@@ -69,13 +69,15 @@ class ChatFormat:
             raise TemplateError(f"{origin}: the chat template has a syntax error on its line {exc.lineno}: "
                                 f"{exc.message}.") from None
 
-    def render(self, messages: Sequence[Mapping[str, Any]], prompt_id: str = "?") -> str:
-        """The conversation as the model reads it, ending with the assistant's turn opened."""
+    def render(self, messages: Sequence[Mapping[str, Any]], prompt_id: str = "?",
+               tools: Sequence[Any] | None = None) -> str:
+        """The conversation as the model reads it, ending with the assistant's turn opened (and the tool
+        definitions where the template writes them, as transformers passes `tools`)."""
         chat = [{k: v for k, v in m.items() if v is not None} for m in messages]  # as transformers: None keys dropped
         try:
             with WATCHDOG.watch() as job:
                 job.deadline = time.monotonic() + render_timeout()
-                text = self.template.render(messages=chat, add_generation_prompt=True, tools=None, documents=None,
+                text = self.template.render(messages=chat, add_generation_prompt=True, tools=tools or None, documents=None,
                                             **self.specials)
         except RenderTimeout:
             raise TemplateError(f"{self.origin}: rendering prompt '{prompt_id}' with the chat template took over "

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,18 @@ def fix_for(name: str) -> str:
             f"{offline} or let this machine download it once into a kept cache (TIKTOKEN_CACHE_DIR=/a/kept/folder).")
 
 
+@dataclass(frozen=True)
+class Sent:
+    """How prompts reach the model, for counting them as billed: a text prompt as the one user message of a chat
+    (chat APIs wrap it so, and apply the chat template), and the tool definitions every request carries."""
+
+    as_chat: bool = False
+    tools: tuple[Any, ...] | None = None
+
+
+PLAIN = Sent()
+
+
 class _Encoder(Protocol):
     def __call__(self, texts: list[str]) -> list[int]: ...
 
@@ -43,22 +56,51 @@ class TokenCounter:
         self.engine = engine  # the tiktoken Encoding or tokenizers.Tokenizer doing the work
         self._slices = slices  # whether counting splits over threads (tiktoken) or parallelises itself (tokenizers)
 
-    def count_later(self, pool: Executor, prompts: Sequence[Any], workers: int) -> Callable[[], list[int]]:
-        """Start counting rendered prompts (texts, or chat messages) on `pool`; the returned call waits for the
-        counts. Lets the caller parse and render the next chunk while these are counted (the encoders release
-        the GIL)."""
-        texts = [p for p in prompts if isinstance(p, str)]
-        if len(texts) != len(prompts):  # chat messages: counted here, texts on the pool
-            counts = [self.count_messages(p) if not isinstance(p, str) else 0 for p in prompts]
-            positions = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-            wait = self.count_later(pool, texts, workers)
+    def count_all(self, prompts: Sequence[Any], sent: Sent | None = None) -> list[int]:
+        """Input tokens of rendered prompts (texts, or chat messages) as they are sent (see Sent)."""
+        texts, extra, counts = self._plan(prompts, sent or PLAIN)
+        for i, n in zip(texts, self.count_many([prompts[i] for i in texts])):
+            counts[i] = n + extra
+        return counts
+
+    def _plan(self, prompts: Sequence[Any], sent: Sent) -> tuple[list[int], int, list[int]]:
+        """(positions of the texts the encoder counts, what to add to each, the counts of the rest, counted here):
+        a text sent as the user message is counted with OpenAI's accounting as its text plus a constant, or
+        rendered with the model's chat template; chat messages are counted here, tool definitions included."""
+        tools = sent.tools
+        wrap = sent.as_chat
+        extra = 0
+        if wrap:
+            overhead = self.as_user_message()
+            if overhead is not None:
+                extra, wrap = overhead + (self.tool_tokens(tools) or 0), False
+        counts = [0] * len(prompts)
+        texts = []
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                counts[i] = self.count_messages(prompt, tools)
+            elif wrap:
+                counts[i] = self.count_messages(({"role": "user", "content": prompt},), tools)
+            else:
+                texts.append(i)
+        return texts, extra, counts
+
+    def count_later(self, pool: Executor, prompts: Sequence[Any], workers: int,
+                    sent: Sent | None = None) -> Callable[[], list[int]]:
+        """Start counting rendered prompts (texts, or chat messages) as they are sent on `pool`; the returned call
+        waits for the counts. Lets the caller parse and render the next chunk while these are counted (the
+        encoders release the GIL)."""
+        positions, extra, counts = self._plan(prompts, sent or PLAIN)
+        if len(positions) != len(prompts) or extra:
+            wait = self.count_later(pool, [prompts[i] for i in positions], workers)
 
             def merged() -> list[int]:
                 for i, n in zip(positions, wait()):
-                    counts[i] = n
+                    counts[i] = n + extra
                 return counts
 
             return merged
+        texts = list(prompts)
         parts = max(1, workers if self._slices else 1)
         size = -(-len(texts) // parts) or 1
         slices = [texts[i:i + size] for i in range(0, len(texts), size)]
@@ -96,12 +138,13 @@ class TokenCounter:
     def count_many(self, texts: list[str]) -> list[int]:
         return self._lengths(texts)
 
-    def count_messages(self, messages: Sequence[Mapping[str, str]]) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, str]], tools: Sequence[Any] | None = None) -> int:
         """With the model's chat template: the tokens of the rendered conversation (as transformers'
-        apply_chat_template(add_generation_prompt=True) counts them). Else OpenAI's accounting: per-message
-        overhead, role and content tokens, name, reply priming."""
+        apply_chat_template(add_generation_prompt=True, tools=...) counts them). Else OpenAI's accounting:
+        per-message overhead, role and content tokens, name, reply priming, and the tool definitions (see
+        tool_tokens; uncountable ones add nothing: tools_counted() says whether they were)."""
         if self.chat is not None:
-            return self._lengths([self.chat.render(messages)])[0]
+            return self._lengths([self.chat.render(messages, tools=tools)])[0]
         parts: list[str] = []
         extra = self.spec.reply_priming
         for message in messages:
@@ -110,7 +153,57 @@ class TokenCounter:
                 parts.append(value)
                 if key == "name":
                     extra += self.spec.per_name
-        return sum(self._lengths(parts)) + extra
+        return sum(self._lengths(parts)) + extra + (self.tool_tokens(tools) or 0 if tools else 0)
+
+    def as_user_message(self) -> int | None:
+        """What wrapping a text prompt as the one user message adds to its count with OpenAI's accounting (None
+        with a chat template, which renders each prompt)."""
+        if self.chat is not None:
+            return None
+        return self.spec.per_message + self.count("user") + self.spec.reply_priming
+
+    def tools_counted(self, tools: Sequence[Any] | None) -> bool:
+        """Whether tool definitions are counted offline: by the chat template, or by OpenAI's accounting."""
+        return not tools or self.chat is not None or self.tool_tokens(tools) is not None
+
+    def tool_tokens(self, tools: Sequence[Any] | None) -> int | None:
+        """OpenAI's documented accounting of function definitions in a chat request (the cookbook's
+        "How to count tokens with tiktoken", §7), for the encodings it gives figures for; None otherwise."""
+        if not tools:
+            return 0
+        form = TOOL_FORMS.get(self.name.removesuffix("_offline"))
+        if form is None or self.chat is not None:
+            return None
+        func_init, prop_init, prop_key, enum_init, enum_item, func_end = form
+        total = 0
+        for tool in tools:
+            function = tool.get("function") if isinstance(tool, Mapping) else None
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                return None  # not a function definition: counted live only
+            total += func_init + self.count(f"{function['name']}:{_no_dot(function.get('description'))}")
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            if not isinstance(properties, Mapping):
+                return None
+            if properties:
+                total += prop_init
+                for key, prop in properties.items():
+                    if not isinstance(prop, Mapping):
+                        return None
+                    total += prop_key
+                    if isinstance(prop.get("enum"), list):
+                        total += enum_init + sum(enum_item + self.count(str(item)) for item in prop["enum"])
+                    total += self.count(f"{key}:{prop.get('type', '')}:{_no_dot(prop.get('description'))}")
+        return total + func_end
+
+
+# (func_init, prop_init, prop_key, enum_init, enum_item, func_end) by encoding, from the cookbook: gpt-4o and
+# gpt-4o-mini (o200k_base); gpt-3.5-turbo and gpt-4 (cl100k_base)
+TOOL_FORMS = {"o200k_base": (7, 3, 3, -3, 3, 12), "cl100k_base": (10, 3, 3, -3, 3, 12)}
+
+
+def _no_dot(text: Any) -> str:
+    text = text if isinstance(text, str) else ""
+    return text[:-1] if text.endswith(".") else text
 
 
 PROCESS_MIN_BYTES = 8 << 20  # a prompt set this big is counted in worker processes (see counting_pool)

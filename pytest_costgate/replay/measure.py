@@ -323,8 +323,10 @@ class TokensOnly:
     a server that adds its own chat template does not show up as a template change; and so are its cache reads,
     so an unchanged suite whose baseline hit the cache costs what it cost then."""
 
-    def __init__(self, price: TokenPrice | GpuPrice | None, base: Mapping[str, PromptResult]) -> None:
+    def __init__(self, price: TokenPrice | GpuPrice | None, base: Mapping[str, PromptResult],
+                 note: str | None = None) -> None:
         self.price = price
+        self.note = note  # on every record: something the counts could not include
         self._base_ids = list(base)
         names = ("input_tokens", "rendered_tokens", "output_tokens", "error", "cost")
         self._base = tuple(_base_column(base, n) for n in names)  # looked up by position in the baseline
@@ -410,6 +412,8 @@ class TokensOnly:
         columns.update(weight=self.weights, rendered_tokens=self.rendered, input_tokens=self.inputs,
                        output_tokens=self.outputs, token_source=self.sources, cost=self.costs, reused=[False] * n)
         columns.update(self.extra)
+        if self.note is not None:
+            columns["note"] = [self.note] * n
         if "cached_tokens" in self.extra:  # a cache read never exceeds the input it is part of
             columns["cached_tokens"] = [None if c is None else min(c, i) for c, i in zip(self.extra["cached_tokens"],
                                                                                           self.inputs)]

@@ -106,6 +106,14 @@ def check_concurrency(options: Mapping[str, Any], fail: Any) -> tuple[int, float
     return concurrency, None if rate is None else float(rate)
 
 
+def text_as_chat(spec: ModelSpec) -> bool:
+    """Whether the model's backend sends a text prompt as the one user message of a chat (OpenAI's chat and
+    responses endpoints, Anthropic, Gemini: the server then applies its chat template), so it is counted so."""
+    if spec.backend == "openai":
+        return spec.options.get("endpoint", "chat") != "completions"
+    return spec.backend in ("anthropic", "gemini")
+
+
 def create_backend(spec: ModelSpec) -> Backend:
     """Instantiate the backend for a model; construction errors become BackendError."""
     cls = backend_class(spec.backend)

@@ -36,9 +36,9 @@ TOP = frozenset({"version", "baseline", "pricing", "models", "defaults", "suites
 MODEL = frozenset({"backend", "tokenizer", "pricing"})
 SUITE = frozenset({"model", "prompts", "template", "chat_template", "params", "requests_per_month",
                    "tokens_only", "thresholds", "max_error_rate", "warmup", "repeats", "quality", "time_budget_s",
-                   "replay", "shards", "routing", "prefix_cache", "budgets", "calibration"})
+                   "replay", "shards", "routing", "prefix_cache", "budgets", "calibration", "without_usage"})
 DEFAULTS = frozenset({"thresholds", "max_error_rate", "warmup", "tokens_only", "repeats", "quality", "time_budget_s",
-                      "replay", "shards", "prefix_cache", "budgets", "calibration"})
+                      "replay", "shards", "prefix_cache", "budgets", "calibration", "without_usage"})
 
 
 def load_config(path: Path) -> Config:
@@ -130,7 +130,7 @@ def _model(r: Reader, name: str, price_date: Any = None) -> ModelSpec:
         tokenizer=_tokenizer(r, key + ("tokenizer",)) if "tokenizer" in node else _default_tokenizer(options, name),
         pricing=read_pricing(r, key + ("pricing",), str(options.get("model", name)), price_date)
         if "pricing" in node else None,
-        where=r.src.where(key), base_dir=r.base,
+        where=r.src.where(key), base_dir=r.base, tokenizer_default="tokenizer" not in node,
     )
 
 
@@ -252,6 +252,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
     rep, qual, budget = setting("repeats"), setting("quality"), setting("time_budget_s")
     mode, split = setting("replay"), setting("shards")
     cache, limits, probe = setting("prefix_cache"), setting("budgets"), setting("calibration")
+    no_usage = setting("without_usage")
     routing = None
     if "routing" in node:
         routing = r.mapping(key + ("routing",), {"default"}, required=("default",))
@@ -290,6 +291,7 @@ def _suite(r: Reader, name: str, models: Mapping[str, ModelSpec], defaults: dict
         budgets=merged_budgets(r, key, node, defaults) if limits else None,
         calibration_max_factor=calibration_bound(r, probe) if probe else
         (DEFAULT_MAX_FACTOR if models[model].backend in CALIBRATED else None),
+        without_usage=r.string(no_usage, ("fail", "tokenizer")) if no_usage else "fail",
         where=r.src.where(key),
     )
 

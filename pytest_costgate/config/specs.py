@@ -130,6 +130,7 @@ class ModelSpec:
     pricing: TokenPrice | GpuPrice | None
     where: str
     base_dir: Path
+    tokenizer_default: bool = False  # `tokenizer:` left out: the one tiktoken maps the model name to, or cl100k_base
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class SuiteSpec:
     prefix_cache: PrefixCache | None = None
     budgets: Budgets | None = None
     calibration_max_factor: Decimal | None = None  # machine-speed calibration on (the bound), None: off
+    without_usage: str = "fail"  # a request asking for reasoning or tools whose answer has no usage: fail | tokenizer
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "input_tokens_total": ("tokens", False),
     "output_tokens_mean": ("tokens", False),
     "output_tokens_total": ("tokens", False),
+    "reasoning_tokens_mean": ("tokens", False),
     "latency_p50": ("ms", True),
     "latency_p95": ("ms", True),
     "error_rate": ("pp", False),

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..config.specs import Config, SuiteSpec
-from ..inputs.prompts import PromptSet, PromptStream, load_prompt_set
+from ..inputs.prompts import PromptSet, PromptStream, load_prompt_set, media_parts
 from ..inputs.render import PromptRenderer
 from ..inputs.tokens import Sent, TokenCounter, counting_pool, counting_workers, load_counter
 from ..judge.aggregate import aggregate
@@ -28,6 +29,7 @@ from ..replay.incremental import request_hash, split
 from ..replay.measure import Progress, TokensOnly, replay
 from ..replay.shards import shard_of
 from ..safety.deadlines import budget_now
+from ..safety.errors import BackendError
 from ..store.document import Document, SuiteEntry, decimal_text
 from ..store.records import PromptResult, Records
 from ..store.stamp import environment
@@ -84,6 +86,46 @@ class Prepared:
                 for r, prompt, n in zip(self.prompt_set.records, self.rendered, self.counts)]
 
 
+PRIVATE_TOKENIZERS = {"anthropic": "Claude", "gemini": "Gemini"}  # no tokenizer of theirs to count with offline
+
+
+class EndpointCounting:
+    """Input tokens from the provider's free counting call (count_tokens: endpoint), `concurrency` at a time."""
+
+    def __init__(self, spec: SuiteSpec) -> None:
+        self.spec = spec
+        self.backend = create_backend(spec.model)
+        if not hasattr(self.backend, "count_input"):
+            self.backend.close()
+            raise BackendError(f"{spec.model.where}: backend '{spec.model.backend}' has no token-counting endpoint; "
+                               "leave count_tokens out.")
+        self.pool = ThreadPoolExecutor(max(1, int(getattr(self.backend, "concurrency", 1))),
+                                       thread_name_prefix="costgate-count")
+
+    def count_later(self, chunk: list[Any], rendered: list[Any]) -> Callable[[], list[int]]:
+        count = self.backend.count_input  # type: ignore[attr-defined]
+        futures = [self.pool.submit(count, Request(r.id, prompt, self.spec.params)) for r, prompt in zip(chunk, rendered)]
+
+        def results() -> list[int]:
+            out = []
+            for record, future in zip(chunk, futures):
+                try:
+                    out.append(future.result())
+                except BackendError as exc:
+                    raise BackendError(f"counting prompt '{record.id}' with the provider's endpoint failed: {exc}") from None
+            return out
+
+        return results
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.backend.close()
+
+
+MEDIA_NOTE = ("images or audio in the messages are counted live only: no offline formula is applied to them, so "
+              "their tokens are not in this count")
+
+
 def sent_of(spec: SuiteSpec, counter: TokenCounter) -> tuple[Sent, str | None]:
     """How the suite's prompts are sent, for counting them as billed, and a note when part of it is counted live
     only (tool definitions no offline accounting covers)."""
@@ -130,11 +172,22 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
         # Balance the cores: when this thread had to wait, counting is the bottleneck and gets every core; when
         # the counts were already there, parsing is, and a counting thread fewer leaves it a core of its own.
         slices[0] = workers if time.perf_counter() - began > 0.002 else max(1, workers - 1)
+        media = [MEDIA_NOTE if r.messages is not None and media_parts(r.messages) else None for r in chunk]
         table.add_chunk([r.id for r in chunk], [r.weight for r in chunk], ready,
-                        [None if r.reference is None else counter.count(r.reference) for r in chunk])
+                        [None if r.reference is None else counter.count(r.reference) for r in chunk],
+                        media if any(media) else None)
         if progress is not None:
             progress(len(table), max(total, len(table) + 1), 0, 0)
 
+    endpoint = spec.model.options.get("count_tokens") == "endpoint"
+    if not endpoint and spec.model.backend in PRIVATE_TOKENIZERS and spec.model.tokenizer_default:
+        raise BackendError(f"{spec.model.where}: {PRIVATE_TOKENIZERS[spec.model.backend]}'s tokenizer is not public, "
+                           f"so tokens-only mode can't count suite '{spec.name}' offline. Set count_tokens: endpoint on "
+                           "the model (the provider's free token-counting call, with its API key), or name a tokenizer "
+                           "yourself (tokenizer: cl100k_base) to accept an approximation.")
+    by_endpoint = EndpointCounting(spec) if endpoint else None
+    if by_endpoint is not None:
+        table.exact_input = True  # the provider's own count: nothing to carry over from the baseline
     # A small pipeline: while the encoders count one chunk, this thread parses and renders the next.
     pool = counting_pool(counter, stream.size(), workers)
     try:
@@ -143,13 +196,17 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
             for chunk in stream.chunks():
                 if keep is not None:
                     chunk = [r for r in chunk if keep(r.id)]
-                inflight.append((chunk, counter.count_later(pool, renderer.render_all(chunk), slices[0], sent)))
+                rendered = renderer.render_all(chunk)
+                inflight.append((chunk, by_endpoint.count_later(chunk, rendered) if by_endpoint is not None else
+                                 counter.count_later(pool, rendered, slices[0], sent)))
                 if len(inflight) > 2:
                     finish(*inflight.popleft())
             while inflight:
                 finish(*inflight.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a bad record or Ctrl-C: stop the encoders at once
+        if by_endpoint is not None:
+            by_endpoint.close()
     if progress is not None:
         progress(len(table), len(table), 0, 0)
     records = table.records()
@@ -236,7 +293,8 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
             try:
                 replayed, wall_s = replay(backend, requests, prep.counter, price, spec.warmup, spec.repeats,
                                           suite_deadline(spec, budget_now() - load_s, deadline), progress,
-                                          routes=spec.routes if spec.routing_default else None, probe=probe)
+                                          routes=spec.routes if spec.routing_default else None, probe=probe,
+                                          count_without_usage=spec.without_usage == "tokenizer")
                 fingerprint = {**environment(), **backend.fingerprint(), "mode": mode}
                 concurrency = max(1, int(getattr(backend, "concurrency", 1)))
             finally:
@@ -297,6 +355,21 @@ def suite_deadline(spec: SuiteSpec, started: float, deadline: float | None) -> f
     return own if deadline is None else min(deadline, own)
 
 
+def param_texts(params: Mapping[str, Any]) -> dict[str, str]:
+    """Each generation param as compact JSON (long ones cut, with a hash of the whole), so a report can say
+    'max_tokens 120 → 512' or that the tool definitions changed."""
+    import hashlib
+    import json
+
+    out = {}
+    for name, value in sorted(params.items()):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        if len(text) > 120:
+            text = text[:80] + "…#" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        out[str(name)[:100]] = text
+    return out
+
+
 def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Records, mode: str,
                fingerprint: dict[str, str], load_s: float, wall_s: float, concurrency: int = 1) -> SuiteEntry:
     """A suite's costgate/1 entry before judging: what was measured, where, with which templates and prices."""
@@ -309,7 +382,7 @@ def make_entry(spec: SuiteSpec, meta: Meta, results: Sequence[PromptResult] | Re
         measured, errors = set(prompts), [r.error for r in results]
     return SuiteEntry(
         model=spec.model.name, backend=spec.model.backend, mode=mode, template_hash=meta.template_hash,
-        template_files=meta.template_files,
+        template_files=meta.template_files, params=MappingProxyType(param_texts(spec.params)),
         prompt_set=MappingProxyType({"path": spec.prompts.name, "sha256": meta.prompt_set_sha256}),
         tokenizer=meta.tokenizer, pricing=describe(spec.model.pricing), requests_per_month=spec.requests_per_month,
         fingerprint=MappingProxyType(fingerprint), metrics=summary.metrics(),

@@ -292,8 +292,23 @@ def _messages(value: Any, where: str) -> tuple[Mapping[str, str], ...]:
     out = []
     for i, message in enumerate(value):
         if (not isinstance(message, dict) or not isinstance(message.get("role"), str)
-                or not isinstance(message.get("content"), str) or set(message) - MESSAGE_FIELDS):
+                or not (isinstance(message.get("content"), str) or _parts_ok(message.get("content")))
+                or set(message) - MESSAGE_FIELDS):
             raise PromptSetError(f"{where}: messages[{i}] must be {{\"role\": str, \"content\": str}} "
-                                 "(optionally \"name\").")
+                                 "(optionally \"name\"; content may be a list of parts such as "
+                                 "{\"type\": \"text\", \"text\": ...} and {\"type\": \"image_url\", ...}).")
         out.append(dict(message))
     return tuple(out)
+
+
+def _parts_ok(content: Any) -> bool:
+    """Content as a list of typed parts (OpenAI's text, image_url, input_audio; Anthropic's text, image)."""
+    return isinstance(content, list) and bool(content) and len(content) <= 1000 and all(
+        isinstance(part, dict) and isinstance(part.get("type"), str) and
+        (part["type"] != "text" or isinstance(part.get("text"), str)) for part in content)
+
+
+def media_parts(messages: Any) -> int:
+    """How many non-text parts (images, audio) a prompt's messages carry: tokens no offline count includes."""
+    return sum(1 for m in messages or () if isinstance(m.get("content"), list)
+               for part in m["content"] if part.get("type") != "text")

@@ -84,6 +84,7 @@ class PromptRenderer:
         self.hash: str | None = None
         self._formats: list[tuple[str, tuple[str, ...]]] | None = None
         self._loader: _RecordingLoader | None = None
+        self._chat_loader: _RecordingLoader | None = None
         self._sources: dict[str, str] = {}  # origin -> source, for a chat template's parts
         if spec is None:
             return
@@ -100,11 +101,19 @@ class PromptRenderer:
             loaded = {_relative(name, spec.text.parent): digest for name, digest in self._loader.loaded.items()}
             self.hash = _digest(source) if len(loaded) < 2 else _digest(json.dumps(sorted(loaded.items())))
         else:
-            env = _environment(None)
+            # a role's template file may include others, found beside it (an inline part has no folder)
+            folders = list(dict.fromkeys(str(Path(origin).parent) for _, _, origin in spec.chat
+                                         if " (" not in origin and Path(origin).is_file()))
+            self._chat_loader = _RecordingLoader(folders) if folders else None
+            env = _environment(self._chat_loader)
             for role, source, origin in spec.chat:
                 self.parts.append(_Part(role, _compile(env, source, origin, None), origin, plain_parts(env, source)))
                 self._sources[origin] = source
-            self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat]))
+                if self._chat_loader is not None:
+                    self._chat_loader.follow_source(env, source)
+            included = sorted((_relative(n, Path(folders[0])), d) for n, d in self._chat_loader.loaded.items()) \
+                if self._chat_loader is not None else []
+            self.hash = _digest(json.dumps([[r, s] for r, s, _ in spec.chat] + ([included] if included else [])))
         formats = [part.format for part in self.parts]
         self._formats = [f for f in formats if f is not None] if all(f is not None for f in formats) else None
 
@@ -113,7 +122,10 @@ class PromptRenderer:
         hash, so a diff can name the file that changed."""
         if self._loader is not None:
             return {_relative(name, base): digest for name, digest in sorted(self._loader.loaded.items())}
-        return {_relative(origin, base): _digest(source) for origin, source in self._sources.items()}
+        files = {_relative(origin, base): _digest(source) for origin, source in self._sources.items()}
+        if self._chat_loader is not None:
+            files.update({_relative(name, base): digest for name, digest in sorted(self._chat_loader.loaded.items())})
+        return files
 
     def render_all(self, records: Sequence[PromptRecord]) -> list[Rendered]:
         """Every record rendered, in order, each within the time and size limits."""
@@ -252,7 +264,7 @@ def _checked(text: str, part: _Part, record: PromptRecord) -> str:
 class _RecordingLoader(jinja2.FileSystemLoader):
     """A file loader that remembers each template file it loaded (path -> content hash)."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str | list[str]) -> None:
         super().__init__(folder)
         self.loaded: dict[str, str] = {}
 
@@ -261,6 +273,16 @@ class _RecordingLoader(jinja2.FileSystemLoader):
         if filename is not None:
             self.loaded[filename] = _digest(source)
         return source, filename, uptodate
+
+    def follow_source(self, env: jinja2.Environment, source: str) -> None:
+        """Load what a template given as source text names literally (a chat part's file)."""
+        try:
+            names = jinja2.meta.find_referenced_templates(env.parse(source))
+        except jinja2.TemplateError:
+            return  # rendering reports it, with the prompt and line
+        for other in names:
+            if other is not None:
+                self.follow(env, other)
 
     def follow(self, env: jinja2.Environment, name: str, depth: int = 0) -> None:
         """Load what a template names literally in include/import/extends, recursively, so the files are

@@ -150,6 +150,9 @@ class TokenCounter:
         for message in messages:
             extra += self.spec.per_message
             for key, value in message.items():
+                if isinstance(value, list):  # content parts: their text (images and audio are counted live only)
+                    parts += [p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                    continue
                 parts.append(value)
                 if key == "name":
                     extra += self.spec.per_name

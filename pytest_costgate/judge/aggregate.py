@@ -61,6 +61,7 @@ class Aggregate:
     escalation_rate: Fraction | None = None
     served: Mapping[str, Fraction] = field(default_factory=dict)  # model -> share of requests (routed suites)
     cost_per_resolved: Fraction | None = None  # set when judged with a quality rule (see compare.py)
+    reasoning_tokens_mean: Fraction | None = None  # when any answer reported its reasoning tokens
 
     def value(self, metric: str) -> Fraction | None:
         value = getattr(self, metric, None)
@@ -77,7 +78,8 @@ class Aggregate:
                        cost_per_request=dec(self.cost_per_request), monthly_cost=dec(self.monthly_cost),
                        latency_p50=dec(self.latency_p50), latency_p95=dec(self.latency_p95),
                        cache_hit_ratio=dec(self.cache_hit_ratio), cacheable_prefix_share=dec(self.cacheable_prefix_share),
-                       escalation_rate=dec(self.escalation_rate))
+                       escalation_rate=dec(self.escalation_rate),
+                       reasoning_tokens_mean=dec(self.reasoning_tokens_mean))
 
 
 def _weighted_mean(weights: Sequence[Decimal], values: Sequence[Decimal | int] | Sequence[Fraction], unit: bool) -> Fraction | None:
@@ -150,6 +152,9 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
     cacheable = _column(results, "cacheable_tokens")
     prefix = None if list(cacheable).count(None) == len(cacheable) else \
         _share(weights, [min(c or 0, i) for c, i in zip(cacheable, inputs)], inputs, unit)
+    reasoning = _column(results, "reasoning_tokens")
+    reasoning_mean = None if list(reasoning).count(None) == len(reasoning) else \
+        _weighted_mean(weights, [v or 0 for v in reasoning], unit)
     served: dict[str, Fraction] = {}
     escalation = None
     if default_model is not None:  # a routed suite: the mix of models that answered, by weight
@@ -162,6 +167,7 @@ def aggregate(results: Sequence[PromptResult] | Records, requests_per_month: Dec
             escalation = 1 - served.get(default_model, Fraction(0))
     return Aggregate(
         cache_hit_ratio=cache_hit, cacheable_prefix_share=prefix, escalation_rate=escalation, served=served,
+        reasoning_tokens_mean=reasoning_mean,
         n=n, errors=errors, error_rate=Fraction(errors, n) if n else Fraction(0),
         input_tokens_mean=_weighted_mean(weights, inputs, unit), input_tokens_total=sum(inputs),
         output_tokens_mean=_weighted_mean(weights, outputs, unit), output_tokens_total=sum(outputs),

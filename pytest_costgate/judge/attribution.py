@@ -119,6 +119,9 @@ def attribute(entry: SuiteEntry, base: SuiteEntry | None) -> Attribution | None:
         base_pricing=dict(base.pricing) if base.pricing is not None and base.pricing != entry.pricing else None,
         base_requests_per_month=volume_b if volume_b != volume_h else None,
         base_cost_per_request=base.metrics.cost_per_request, base_monthly_cost=base.metrics.monthly_cost,
+        params_changed=tuple((k, base.params.get(k), entry.params.get(k)) for k in sorted(set(base.params) |
+                                                                                          set(entry.params))
+                             if base.params and base.params.get(k) != entry.params.get(k)),
     )
 
 

@@ -327,6 +327,8 @@ class TokensOnly:
                  note: str | None = None) -> None:
         self.price = price
         self.note = note  # on every record: something the counts could not include
+        self.notes: list[str | None] | None = None  # per record, once a prompt has a note of its own
+        self.exact_input = False  # the input counts are the provider's: no baseline gap to carry over
         self._base_ids = list(base)
         names = ("input_tokens", "rendered_tokens", "output_tokens", "error", "cost")
         self._base = tuple(_base_column(base, n) for n in names)  # looked up by position in the baseline
@@ -351,9 +353,14 @@ class TokensOnly:
         self.add_chunk([pid], [weight], [rendered], [reference_tokens])
 
     def add_chunk(self, pids: list[str], weights: list[Decimal], rendered: list[int],
-                  references: list[int | None]) -> None:
-        """Records for a chunk of prompts: exact input tokens, the rest from the baseline or the reference."""
+                  references: list[int | None], notes: list[str | None] | None = None) -> None:
+        """Records for a chunk of prompts: exact input tokens, the rest from the baseline or the reference;
+        `notes`: a prompt's own note (what its count could not include)."""
         start = len(self.ids)
+        if notes is not None and any(notes):
+            self.notes = (self.notes or [self.note] * start) + [n or self.note for n in notes]
+        elif self.notes is not None:
+            self.notes += [self.note] * len(pids)
         where: Sequence[int | None]
         if self._base_ids[start:start + len(pids)] == pids:  # the baseline's prompts in its order: by position
             where = range(start, start + len(pids))
@@ -370,7 +377,7 @@ class TokensOnly:
             cost: Decimal | None = None
             parts: tuple[Any, ...] = ()
             if at is not None and base_error[at] is None:
-                if base_in[at] is not None:
+                if base_in[at] is not None and not self.exact_input:
                     input_tokens += base_in[at] - base_rendered[at]
                 output_tokens, source = base_out[at] or 0, "tokenizer+baseline"
                 if gpu:
@@ -412,7 +419,9 @@ class TokensOnly:
         columns.update(weight=self.weights, rendered_tokens=self.rendered, input_tokens=self.inputs,
                        output_tokens=self.outputs, token_source=self.sources, cost=self.costs, reused=[False] * n)
         columns.update(self.extra)
-        if self.note is not None:
+        if self.notes is not None:
+            columns["note"] = self.notes
+        elif self.note is not None:
             columns["note"] = [self.note] * n
         if "cached_tokens" in self.extra:  # a cache read never exceeds the input it is part of
             columns["cached_tokens"] = [None if c is None else min(c, i) for c, i in zip(self.extra["cached_tokens"],

@@ -24,7 +24,7 @@ def code(value: object) -> str:
 LABEL = {"input_tokens_mean": "input tokens", "output_tokens_mean": "output tokens", "cost_per_request":
          "cost per request", "monthly_cost": "monthly cost", "latency_p50": "latency p50", "latency_p95":
          "latency p95", "error_rate": "error rate", "input_tokens_total": "input tokens in total",
-         "output_tokens_total": "output tokens in total", "quality_exact_match": "exact match",
+         "output_tokens_total": "output tokens in total", "reasoning_tokens_mean": "reasoning tokens", "quality_exact_match": "exact match",
          "quality_similarity": "output similarity", "time_budget": "time budget",
          "cache_hit_ratio": "cache hit ratio", "cacheable_prefix_share": "cacheable prefix",
          "escalation_rate": "escalation rate", "cost_per_resolved": "cost per resolved request",
@@ -67,6 +67,14 @@ def _cache_change(row: Row, verdict: Any, esc: Any = cell) -> str:
                                        else "")
 
 
+def monthly_change(entry: SuiteEntry, stored_delta: Decimal | None) -> Decimal | None:
+    """The monthly change as judged, over the prompts both sides answered (the verdict's row), rather than the
+    stored totals' difference, which a failed request on one side would skew; the stored one without a row."""
+    row = next((r for r in (entry.verdict.rows if entry.verdict else ()) if r.metric == "monthly_cost"), None)
+    judged = to_decimal(row.delta) if row is not None else None
+    return judged if judged is not None else stored_delta
+
+
 def cause(a: Attribution | None, esc: Any = cell, name: Any = code) -> str:
     """What changed in the inputs, for 'after …'."""
     if a is None:
@@ -82,7 +90,23 @@ def cause(a: Attribution | None, esc: Any = cell, name: Any = code) -> str:
         said.append("the prompt set changed")
     if a.base_model:
         said.append(f"the model changed from {esc(a.base_model, 80)}")
+    for param, before, after in a.params_changed[:3]:
+        said.append(param_change(param, before, after, esc))
     return (" after " + " and ".join(said)) if said else ""
+
+
+def _param_value(text: str | None) -> str:
+    if text is None:
+        return "unset"
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1] else text
+
+
+def param_change(param: str, before: str | None, after: str | None, esc: Any = cell) -> str:
+    """'params.reasoning_effort low → high', 'params.max_tokens 120 → 512', 'params.tools changed'."""
+    b, h = _param_value(before), _param_value(after)
+    if len(b) > 40 or len(h) > 40:
+        return f"params.{esc(param, 60)} changed"
+    return f"params.{esc(param, 60)} {esc(b, 40)} → {esc(h, 40)}"
 
 
 def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
@@ -120,7 +144,12 @@ def driver(entry: SuiteEntry, plain: bool = False) -> str | None:
     if clauses:
         pass  # said above
     elif tokens_rows:
-        clauses.append(" and ".join(_metric_change(r, esc) for r in tokens_rows) + cause(a, esc, name))
+        reasoning = next((r for r in verdict.rows if r.metric == "reasoning_tokens_mean" and r.baseline is not None
+                          and (to_decimal(r.delta) or Decimal(0)) != 0), None)
+        said = [_metric_change(r, esc) + (f" as reasoning tokens {' → '.join(metric_pair(reasoning.metric, reasoning.baseline, reasoning.candidate))}"
+                                          if reasoning is not None and r.metric == "output_tokens_mean" else "")
+                for r in tokens_rows]
+        clauses.append(" and ".join(said) + cause(a, esc, name))
     elif cost_rows and a is not None and not a.price and not a.volume:
         clauses.append(_metric_change(cost_rows[0], esc) + cause(a, esc, name))
     if a is not None and a.price:

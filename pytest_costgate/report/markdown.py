@@ -18,7 +18,7 @@ from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_enviro
 from ..store.document import Document, SuiteEntry, Summary
 from ..store.stamp import VERSION as __version__
 from ..store.verdicts import Row
-from .drivers import LABEL, cause, code, driver, price_changes
+from .drivers import LABEL, cause, code, driver, monthly_change, price_changes
 from .notes import note_lines
 from .numbers import (
     metric_delta,
@@ -115,8 +115,8 @@ def context(report: Document, top_prompts: int = 10, notes: bool = True,
             cost_1k = money(None if head_cost is None else head_cost * 1000)
         if base_month is not None and metrics.monthly_cost is not None:
             b, h = money_pair(base_month, metrics.monthly_cost, 3)
-            delta = metrics.monthly_cost - base_month
-            pct = percent(delta, base_month)
+            delta = monthly_change(entry, metrics.monthly_cost - base_month) or Decimal(0)
+            pct = percent(delta, metrics.monthly_cost - delta)
             monthly = f"{b} → {h}" if delta else h
             monthly_delta = signed_money(delta) + (f" ({pct})" if pct else "") if delta else "no change"
         else:

@@ -67,7 +67,7 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
     """The session's cost table: one row per suite, then warnings, breaches and notes. Suites in `shown` had
     their breach table or error printed by pytest already (their item's failure): one line points there."""
     from ..judge.summary import summary
-    from .drivers import driver
+    from .drivers import driver, monthly_change
 
     base_suites = baseline.suites if baseline else {}
     rows = []
@@ -75,7 +75,7 @@ def summary_lines(suites: Mapping[str, SuiteEntry], baseline: Document | None, e
         metrics = entry.metrics
         base = base_suites.get(name)
         month, base_month = metrics.monthly_cost, (base.metrics.monthly_cost if base else None)
-        delta = month - base_month if month is not None and base_month is not None else None
+        delta = monthly_change(entry, month - base_month if month is not None and base_month is not None else None)
         p95 = entry.latency.get("e2e_ms") or {}
         rows.append([name, ICON.get(entry.status, entry.status),
                      entry.mode, money(metrics.cost_per_request, cents=False), money(month),

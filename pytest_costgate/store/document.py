@@ -35,7 +35,7 @@ def decimal_text(value: Decimal | Fraction) -> str:
 
 METRIC_FIELDS = ("n", "errors", "error_rate", "input_tokens_mean", "input_tokens_total", "output_tokens_mean",
                  "output_tokens_total", "cost_per_request", "monthly_cost", "latency_p50", "latency_p95",
-                 "cache_hit_ratio", "cacheable_prefix_share", "escalation_rate")
+                 "cache_hit_ratio", "cacheable_prefix_share", "escalation_rate", "reasoning_tokens_mean")
 COUNT_FIELDS = frozenset({"n", "errors", "input_tokens_total", "output_tokens_total"})
 
 
@@ -57,6 +57,7 @@ class Metrics:
     cache_hit_ratio: Decimal | None = None  # server-reported cached input tokens / input tokens
     cacheable_prefix_share: Decimal | None = None  # input tokens a prefix cache could serve / input tokens
     escalation_rate: Decimal | None = None  # share of requests a router sent past the suite's default model
+    reasoning_tokens_mean: Decimal | None = None  # output tokens spent on reasoning, per request (when reported)
 
     def value(self, metric: str) -> Decimal | None:
         value = getattr(self, metric, None)
@@ -99,6 +100,7 @@ class Attribution:
     base_requests_per_month: Decimal | None = None  # the baseline's traffic, when it was other
     base_cost_per_request: Decimal | None = None  # the baseline's figures to 12 places (verdict rows keep fewer)
     base_monthly_cost: Decimal | None = None
+    params_changed: tuple[tuple[str, str | None, str | None], ...] = ()  # (param, baseline's, this run's)
 
     def to_json(self) -> dict[str, Any]:
         def text(value: Decimal | None) -> str | None:
@@ -111,7 +113,8 @@ class Attribution:
                 "base_pricing": None if self.base_pricing is None else dict(self.base_pricing),
                 "base_requests_per_month": text(self.base_requests_per_month),
                 "base_cost_per_request": text(self.base_cost_per_request),
-                "base_monthly_cost": text(self.base_monthly_cost)}
+                "base_monthly_cost": text(self.base_monthly_cost),
+                **({"params_changed": [list(c) for c in self.params_changed]} if self.params_changed else {})}
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class SuiteEntry:
     default_model: str | None = None  # a routed suite's model requests should stay on (escalation_rate)
     served: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # routed: model -> share of requests
     calibration: Calibration | None = None  # machine-speed probe timings taken during the replay
+    params: Mapping[str, str] = field(default_factory=lambda: EMPTY)  # generation params sent, as short JSON text
 
     @property
     def requests_per_s(self) -> float | None:
@@ -177,6 +181,7 @@ class SuiteEntry:
         out: dict[str, Any] = {
             "model": self.model, "backend": self.backend, "mode": self.mode, "template_hash": self.template_hash,
             "template_files": dict(self.template_files),
+            **({"params": dict(self.params)} if self.params else {}),
             "default_model": self.default_model, "served": dict(self.served),
             "calibration": None if self.calibration is None else {"workload": self.calibration.workload,
                                                                    "ms": [round(v, 6) for v in self.calibration.ms]},

@@ -131,6 +131,7 @@ def parse_suite(data: Any, r: JsonReader, path: Path_) -> SuiteEntry:
         baseline_template_hash=r.hexhash(node.get("baseline_template_hash"), path + ("baseline_template_hash",)),
         baseline_source=r.text(node.get("baseline_source"), path + ("baseline_source",), limit=500),
         template_files=MappingProxyType(_files(node.get("template_files"), r, path + ("template_files",))),
+        params=MappingProxyType(r.strings(node.get("params"), path + ("params",), 300)),
         default_model=r.text(node.get("default_model"), path + ("default_model",), limit=500),
         served=MappingProxyType(_shares(node.get("served"), r, path + ("served",))),
         calibration=_calibration(node.get("calibration"), r, path + ("calibration",)),
@@ -195,7 +196,17 @@ def _attribution(value: Any, r: JsonReader, path: Path_) -> Attribution:
         base_requests_per_month=r.decimal(node.get("base_requests_per_month"), path + ("base_requests_per_month",)),
         base_cost_per_request=r.decimal(node.get("base_cost_per_request"), path + ("base_cost_per_request",)),
         base_monthly_cost=r.decimal(node.get("base_monthly_cost"), path + ("base_monthly_cost",)),
+        params_changed=tuple(_param_change(c, r, path + ("params_changed", i))
+                             for i, c in enumerate(r.items(node.get("params_changed"), path + ("params_changed",)))),
     )
+
+
+def _param_change(value: Any, r: JsonReader, path: Path_) -> tuple[str, str | None, str | None]:
+    items = r.items(value, path)
+    if len(items) != 3:
+        raise r.fail(path, f"expected [param, before, after], got {shown(value)}.")
+    return (r.text(items[0], path + (0,), False, 200) or "", r.text(items[1], path + (1,), limit=300),
+            r.text(items[2], path + (2,), limit=300))
 
 
 def _pricing(value: Any, r: JsonReader, path: Path_) -> dict[str, str]:

@@ -49,6 +49,19 @@ class OpenAIBackend(HttpBackend):
         body["stream"] = True
         return body
 
+    def count_input(self, request: Request) -> int:
+        """Input tokens by the Responses API's free /responses/input_tokens (count_tokens: endpoint)."""
+        body = self.body(request)
+        keep = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "max_tokens",
+                                                             "max_output_tokens", "temperature", "top_p")}
+        if "messages" in keep:
+            keep["input"] = keep.pop("messages")
+        answer = self.post(self.base_url + "/responses/input_tokens", keep)
+        count = answer.get("input_tokens")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise BackendError(f"{self.shown_url}: /responses/input_tokens answered without input_tokens")
+        return count
+
     def reader(self) -> Reader:
         return ResponsesReader(self.shown_url) if self.endpoint == "responses" else ChatReader(self.shown_url)
 

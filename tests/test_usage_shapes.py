@@ -200,3 +200,57 @@ def test_free_counting_endpoints(providers, backend, count):
     url = providers.url + ("/v1" if backend == "openai" else "")
     params = {} if backend == "gemini" else {"max_tokens": 8}
     assert cls(model(backend, url)).count_input(Request("p", "hi there", params)) == count
+
+
+# ---- outputs you can diff -------------------------------------------------------------------------------------
+
+def test_chat_choices_are_kept_apart_and_tool_calls_kept_as_output():
+    from pytest_costgate.inputs.tokens import load_counter
+    from pytest_costgate.replay.backends.openai import ChatReader
+    from pytest_costgate.replay.measure import result_from
+
+    reader = ChatReader("x")
+    for event in [
+        {"choices": [{"index": 0, "delta": {"content": "Paris "}}, {"index": 1, "delta": {"content": "Lyon "}}]},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {
+            "name": "get_weather", "arguments": '{"city":'}}]}}]},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ' "Lyon"}'}}]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}, {"index": 1, "delta": {},
+                                                                         "finish_reason": "tool_calls"}]}]:
+        reader.feed(event)
+    done = reader.completion(1.0, 2.0)
+    assert done.text == '[choice 0]\nParis \n\n[choice 1]\nLyon \ntool call get_weather({"city": "Lyon"})'
+    assert done.outputs == ("Paris ", 'Lyon \ntool call get_weather({"city": "Lyon"})')
+    counter = load_counter(TokenizerSpec("cl100k_base"))
+    record = result_from("p", Decimal(1), 5, done, counter, None)  # no usage: each choice counted on its own
+    assert record.output_tokens == sum(counter.count(p) for p in done.outputs) > 0
+    assert "no usage" in record.note
+
+
+def test_a_json_answer_without_a_usable_choice_is_a_failed_request():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    from pytest_costgate.replay.backends.openai import OpenAIBackend
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            raw = b'{"choices": "nope", "usage": [1, 2]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        done = OpenAIBackend(model("openai", url)).complete(Request("p", "hi", {}))
+        assert done.error is not None and "without a usable choice" in done.error
+    finally:
+        server.shutdown()

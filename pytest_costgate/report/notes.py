@@ -10,11 +10,19 @@ from ..store.document import SuiteEntry
 from ..store.verdicts import Levers
 from .numbers import metric_value, money_pair
 
-TOKEN_PRICE = {"input_per_1m": "input", "output_per_1m": "output", "cached_input_per_1m": "cached input"}
+TOKEN_PRICE = {"input_per_1m": "input", "output_per_1m": "output", "cached_input_per_1m": "cached input",
+               "cache_write_per_1m": "cache write", "cache_write_1h_per_1m": "1-hour cache write",
+               "reasoning_per_1m": "reasoning", "input_audio_per_1m": "audio input", "input_image_per_1m": "image input",
+               "input_video_per_1m": "video input", "cached_audio_input_per_1m": "cached audio input",
+               "cached_image_input_per_1m": "cached image input", "input_tool_per_1m": "tool-use input",
+               "output_audio_per_1m": "audio output", "output_image_per_1m": "image output",
+               "output_video_per_1m": "video output"}
+SOURCE = ("source", "source_version", "provider", "source_model", "at")
 
 
 def price_change_text(before: Mapping[str, str] | None, after: Mapping[str, str] | None) -> str:
-    """'output $10.00 → $12.00 per 1M tokens', 'GPU $2.50 → $3.00 per hour' (plain text: escape to show)."""
+    """'genai-prices 0.2.3: output $0.60 → $0.80 per 1M tokens since 2026-11-01', 'GPU $2.50 → $3.00 per hour'
+    (plain text: escape to show)."""
     if not before or not after:
         return "prices changed"
     if before.get("kind") != after.get("kind"):
@@ -25,8 +33,21 @@ def price_change_text(before: Mapping[str, str] | None, after: Mapping[str, str]
         if before.get(key) != after.get(key):
             b, h = money_pair(before.get(key), after.get(key), 3)
             parts.append(f"{label} {b} → {h}")
+    for key in sorted(k for k in set(before) | set(after) if k.startswith("above_") and before.get(k) != after.get(k)):
+        tier, _, rate = key.partition(".")
+        b, h = money_pair(before.get(key), after.get(key), 3)
+        parts.append(f"{TOKEN_PRICE.get(rate, rate)} above {tier[6:]} input tokens {b} → {h}")
+    if before.get("per_request") != after.get("per_request"):
+        b, h = money_pair(before.get("per_request"), after.get("per_request"), 3)
+        parts.append(f"fee per request {b} → {h}")
     text = ", ".join(parts) + ((" per 1M tokens" if tokens else " per hour") if parts else "")
+    if after.get("source"):
+        model = (f" ({before.get('source_model')} → {after.get('source_model')})"
+                 if before.get("source_model") and before.get("source_model") != after.get("source_model") else "")
+        text = f"{after['source']} {after.get('source_version', '')}{model}: {text or 'the same prices'}" + \
+            (f" since {after['at']}" if after.get("at") and after.get("at") != before.get("at") else "")
     others = sorted(k for k in set(before) | set(after) if k not in TOKEN_PRICE and k not in ("kind", "usd_per_hour")
+                    and k not in SOURCE and not k.startswith(("above_", "context.")) and k != "per_request"
                     and before.get(k) != after.get(k))
     if others:
         text += (", " if text else "") + ", ".join(f"{k} {before.get(k, '–')} → {after.get(k, '–')}" for k in others)

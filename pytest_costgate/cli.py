@@ -139,6 +139,27 @@ def _merge(args: argparse.Namespace) -> int:
     return 1 if summary is not None and summary.status == "fail" else 0
 
 
+def _prices(args: argparse.Namespace) -> int:
+    """`costgate prices check`: hand-typed prices next to genai-prices' for the same models."""
+    import datetime as dt
+
+    from .config.loader import load_config
+    from .config.prices import check_against_source, parse_when
+
+    config = load_config(Path(args.config))
+    when = parse_when(args.at) if args.at else dt.datetime.now(dt.timezone.utc)
+    differ = 0
+    for name, model in config.models.items():
+        status, lines = check_against_source(model, when)
+        differ += status == "differs"
+        _say(f"{name}: {status}")
+        for line in lines:
+            _say(f"  {line}")
+    _say(f"costgate: {differ} model(s) priced differently from genai-prices" if differ else
+         "costgate: no hand-typed price differs from genai-prices")
+    return 1 if differ else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `costgate` console script."""
     from .store.stamp import VERSION as __version__
@@ -166,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--config", help="costgate.yaml (default: the path the parts name)")
     merge.add_argument("--baseline", help="baseline JSON (default: the config's 'baseline')")
     merge.set_defaults(run=_merge)
+    prices = sub.add_parser("prices", help="compare hand-typed prices with a maintained source")
+    prices_sub = prices.add_subparsers(dest="action", required=True)
+    prices_check = prices_sub.add_parser("check", help="list models whose hand-typed prices differ from genai-prices "
+                                                       "(exit 1 when one does)")
+    prices_check.add_argument("config", nargs="?", default="costgate.yaml")
+    prices_check.add_argument("--at", help="the date to read genai-prices at (default: today)")
+    prices_check.set_defaults(run=_prices)
     comment = sub.add_parser("comment", help="render a report as the PR comment; post it in GitHub Actions or with --post")
     comment.add_argument("report", nargs="?")
     comment.add_argument("--gate-error", metavar="LOG", help="post that the gate could not run, with the first error "

@@ -214,3 +214,20 @@ def test_the_messages_api_usage_is_priced_with_cache_writes(pytester):
         assert Decimal(row["cost"]) == expected
     finally:
         providers.close()
+
+
+def test_prices_check_lists_hand_typed_prices_that_differ_from_the_source(tmp_path, capsys):
+    pytest.importorskip("genai_prices")
+    from pytest_costgate.cli import main
+
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "x"}\n')
+    (tmp_path / "costgate.yaml").write_text(f"""
+models:
+  gpt-4o-mini: {{backend: openai, base_url: "http://127.0.0.1:9/v1", pricing: {{input_per_1m: 0.15, output_per_1m: 0.60, cached_input_per_1m: 0.075}}}}
+  stale: {{backend: openai, base_url: "http://127.0.0.1:9/v1", model: gpt-4o, pricing: {{input_per_1m: 5, output_per_1m: 15}}}}
+suites:
+  s: {{model: gpt-4o-mini, prompts: {tmp_path / 'p.jsonl'}}}
+""")
+    assert main(["prices", "check", str(tmp_path / "costgate.yaml"), "--at", "2026-11-01"]) == 1
+    out = capsys.readouterr().out
+    assert "gpt-4o-mini: same" in out and "stale: differs" in out and "input_per_1m: 5 here, 2.5 in genai-prices" in out

@@ -228,8 +228,8 @@ def test_chat_choices_are_kept_apart_and_tool_calls_kept_as_output():
 
 
 def test_a_json_answer_without_a_usable_choice_is_a_failed_request():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from pytest_costgate.replay.backends.openai import OpenAIBackend
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from .specs import EXTRA_RATES, RATE_UNITS, GpuPrice, PriceSource, PriceTier, TokenPrice
+from .specs import EXTRA_RATES, RATE_UNITS, GpuPrice, ModelSpec, PriceSource, PriceTier, TokenPrice
 from .yamlsrc import Key, Reader
 
 # genai-prices' price keys -> costgate's rate names (config/specs.py: RATE_UNITS)
@@ -188,3 +188,32 @@ def _from_source(r: Reader, key: Key, model: str, price_date: Any) -> TokenPrice
         return genai_prices(provider, name, when, context)
     except SourceError as exc:
         raise r.fail(key, f"{exc}.") from None
+
+
+PROVIDERS = {"anthropic": "anthropic", "gemini": "google"}  # a backend's provider in genai-prices (openai: by name)
+
+
+def check_against_source(model: ModelSpec, when: dt.datetime) -> tuple[str, list[str]]:
+    """A hand-typed price next to genai-prices' for the same model: ('same' | 'differs' | 'unknown' | 'skipped',
+    lines saying which rates differ or why it was not compared)."""
+    price = model.pricing
+    if not isinstance(price, TokenPrice) or price.source is not None:
+        return "skipped", ["not hand-typed token prices"]
+    name = str(model.options.get("model", model.name))
+    try:
+        found = genai_prices(PROVIDERS.get(model.backend), name, when)
+    except SourceError as exc:
+        return "unknown", [str(exc)]
+    assert found.source is not None
+    ours, theirs = price.rates(), found.rates()
+    lines = [f"{rate}: {ours.get(rate, 'unset')} here, {theirs.get(rate, 'unset')} in genai-prices "
+             f"{found.source.version} ({found.source.provider}/{found.source.model} on {found.source.at})"
+             for rate in sorted(set(ours) | set(theirs)) if ours.get(rate) != theirs.get(rate)]
+    if (price.per_request or 0) != (found.per_request or 0):
+        lines.append(f"per_request: {price.per_request or 0} here, {found.per_request or 0} in genai-prices")
+    if {t.above_input_tokens: dict(t.rates) for t in price.tiers} != {t.above_input_tokens: dict(t.rates)
+                                                                      for t in found.tiers}:
+        lines.append("tiers: " + (", ".join(f"above {t.above_input_tokens} input tokens" for t in found.tiers)
+                                  or "none") + " in genai-prices; " + (", ".join(
+                                      f"above {t.above_input_tokens}" for t in price.tiers) or "none") + " here")
+    return ("differs" if lines else "same"), lines

@@ -94,6 +94,7 @@ def test_tokens_only_over_a_baseline_with_cache_hits_shows_no_change(pytester, o
     assert entry["metrics"]["cost_per_request"] == base["metrics"]["cost_per_request"]
     assert entry["metrics"]["cache_hit_ratio"] == base["metrics"]["cache_hit_ratio"]
     assert entry["prompt_changes"] == []
+    assert any("cache reads and writes carried per prompt from the baseline" in n for n in entry["verdict"]["notes"])
 
 
 def test_tokens_only_sees_a_tool_added_by_a_pull_request(pytester, openai_server):
@@ -231,3 +232,49 @@ suites:
     assert main(["prices", "check", str(tmp_path / "costgate.yaml"), "--at", "2026-11-01"]) == 1
     out = capsys.readouterr().out
     assert "gpt-4o-mini: same" in out and "stale: differs" in out and "input_per_1m: 5 here, 2.5 in genai-prices" in out
+
+
+def test_the_default_tokenizer_follows_the_model_entrys_name(tmp_path):
+    from pytest_costgate.config.loader import load_config
+
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "x"}\n')
+    (tmp_path / "costgate.yaml").write_text(f"""
+models:
+  gpt-4o-mini: {{backend: openai, base_url: "http://127.0.0.1:9/v1"}}
+  named: {{backend: openai, base_url: "http://127.0.0.1:9/v1", model: gpt-4}}
+suites:
+  s: {{model: gpt-4o-mini, prompts: {tmp_path / 'p.jsonl'}}}
+""")
+    config = load_config(tmp_path / "costgate.yaml")
+    assert config.models["gpt-4o-mini"].tokenizer.encoding == "o200k_base"  # was cl100k_base, silently
+    assert config.models["named"].tokenizer.encoding == "cl100k_base"
+
+
+def test_a_chat_template_role_file_may_include_another(pytester, openai_server):
+    pytester.makefile(".jsonl", prompts='{"id": "a", "vars": {"q": "hello"}}\n')
+    (pytester.path / "policy.txt").write_text("Always be polite.")
+    (pytester.path / "system.j2").write_text('You are support. {% include "policy.txt" %}')
+    pytester.makefile(".yaml", costgate=f"""
+models:
+  m: {{backend: openai, base_url: "{openai_server.url}", max_retries: 0, tokenizer: cl100k_base}}
+suites:
+  s:
+    model: m
+    prompts: prompts.jsonl
+    chat_template:
+      - {{role: system, template: system.j2}}
+      - {{role: user, text: "{{{{ q }}}}"}}
+""")
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
+    assert result.ret == 0, result.stdout.str()
+    assert openai_server.requests[-1]["body"]["messages"][0]["content"] == "You are support. Always be polite."
+    assert "policy.txt" in suite(pytester)["template_files"]
+
+
+def test_the_monthly_delta_after_failed_requests_compares_the_prompts_both_answered(pytester, openai_server):
+    project(pytester, openai_server.url, suite_extra="    max_error_rate: 0.5\n")
+    assert pytester.runpytest(*GATE, "--costgate-update-baseline").ret == 0
+    openai_server.script.extend(["ok", "ok", "ok", "401"])  # the 4th prompt fails now
+    result = pytester.runpytest(*GATE, "--costgate-report", "r.json")
+    row = next(line for line in result.stdout.lines if line.startswith("s "))
+    assert "+$0.00" in row, row  # the common prompts cost what they did; the stored totals differ

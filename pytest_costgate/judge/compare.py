@@ -30,6 +30,13 @@ def judge_suite(config: Config, spec: SuiteSpec, results: Sequence[PromptResult]
     """The suite's verdict: error limit always; thresholds over the prompts both sides share."""
     extra: list[Row] = []
     notes: list[str] = list(distinct((note for note in _column(results, "note") if note), keep=3))
+    if entry.mode == "tokens-only":
+        carried = [c for c in _column(results, "cached_tokens") if c]
+        if spec.prefix_cache is not None and carried:
+            notes.append("tokens-only: cached input priced as the prefix_cache rule projects it (cacheable tokens)")
+        elif carried or any(_column(results, "cache_write_tokens")):
+            notes.append("tokens-only: cache reads and writes carried per prompt from the baseline's server-reported "
+                         "usage (as are output and reasoning tokens)")
     reused = sum(1 for flag in _column(results, "reused") if flag)
     if reused:
         notes.append(f"incremental replay: {len(results) - reused} of {len(results)} prompts replayed (changed or new), "

@@ -127,7 +127,8 @@ def context(report: Document, top_prompts: int = 10, notes: bool = True,
             "icon": ICON.get(entry.status, ""),
             "monthly": monthly, "monthly_delta": monthly_delta, "cost_1k": cost_1k,
             "input": _tokens_cell(in_row, metrics.input_tokens_mean),
-            "output": _tokens_cell(out_row, metrics.output_tokens_mean),
+            "output": _tokens_cell(out_row, metrics.output_tokens_mean) + (
+                f" (reasoning {tokens(metrics.reasoning_tokens_mean)})" if metrics.reasoning_tokens_mean else ""),
         })
         why = driver(entry)
         if why:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +14,6 @@ import pytest
 import requests  # noqa: F401
 import tokenizers  # noqa: F401
 
-# the onnx backend caches its ArgMax-edited models: in the tests, somewhere of their own, never ~/.cache
-os.environ.setdefault("COSTGATE_CACHE_DIR", tempfile.mkdtemp(prefix="costgate-test-cache-"))
 try:
     import onnxruntime_genai  # noqa: F401 - imported once, for the same reason as above
 except ImportError:  # the genai tests then fail saying how to install it (README: pip install --no-deps ...)

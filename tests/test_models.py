@@ -216,11 +216,33 @@ def test_argmax_in_the_graph_gives_the_same_tokens(folder, tmp_path, monkeypatch
     plain = OnnxBackend(spec("onnx", FIXTURES / folder, batch_size=3, argmax=False))
     assert edited.decoder.argmax and not plain.decoder.argmax
     assert [o.name for o in edited.session.get_outputs()][-1] == "costgate_next_token"
-    assert len(list((tmp_path / "cache" / "onnx").glob("*-argmax.onnx"))) == 1  # cached, once per model content
+    assert not (tmp_path / "cache").exists()  # edited in memory: no file to plant or to trust by name
     ours, theirs = run_all(edited, prompts, 3), run_all(plain, prompts, 3)
     assert [o.token_ids for o in ours] == [o.token_ids for o in theirs]
     if not folder.endswith("fp16"):
         assert [list(o.token_ids) for o in ours] == list(REFERENCE["outputs"][arch].values())
+
+
+def test_the_byte_edit_is_the_graph_onnx_would_make():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pytest_costgate.replay.backends.onnx_argmax import edit
+
+    for name in ("llama-tiny", "gpt2-tiny", "llama-tiny-merged"):
+        source = (FIXTURES / name / ("decoder_model_merged.onnx" if name.endswith("merged") else "model.onnx"))
+        data = source.read_bytes()
+        proto = onnx.load_from_string(data)
+        graph = proto.graph
+        graph.initializer.append(helper.make_tensor("costgate_last_position", TensorProto.INT64, [], [-1]))
+        graph.node.append(helper.make_node("Gather", ["logits", "costgate_last_position"], ["costgate_last_logits"],
+                                           axis=1, name="costgate_last"))
+        graph.node.append(helper.make_node("ArgMax", ["costgate_last_logits"], ["costgate_next_token"], axis=-1,
+                                           keepdims=0, name="costgate_argmax"))
+        graph.output.append(helper.make_tensor_value_info("costgate_next_token", TensorProto.INT64, ["batch_size"]))
+        assert onnx.load_from_string(edit(data)) == proto
+        assert edit(edit(data)) is None  # never twice
+    assert edit(b"\x08garbage") is None and edit(b"") is None
 
 
 def test_argmax_edit_falls_back_to_the_export_as_is(tmp_path, monkeypatch):
@@ -228,9 +250,9 @@ def test_argmax_edit_falls_back_to_the_export_as_is(tmp_path, monkeypatch):
 
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    monkeypatch.setenv("COSTGATE_CACHE_DIR", str(blocked))  # a cache that can't be written
+    monkeypatch.setenv("COSTGATE_CACHE_DIR", str(blocked))  # no cache is needed any more: the edit is in memory
     model = OnnxBackend(spec("onnx", FIXTURES / "llama-tiny"))
-    assert not model.decoder.argmax and run_all(model, ["Thanks"], 1)[0].error is None
+    assert model.decoder.argmax and run_all(model, ["Thanks"], 1)[0].error is None
     folder = tmp_path / "external"
     shutil.copytree(FIXTURES / "llama-tiny", folder)
     (folder / "model.onnx_data").write_bytes(b"")  # weights beside the graph: left as exported

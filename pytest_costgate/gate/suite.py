@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..config.specs import Config, SuiteSpec
+from ..config.specs import Config, GpuPrice, SuiteSpec, TokenPrice
 from ..inputs.prompts import PromptSet, PromptStream, load_prompt_set, media_parts
 from ..inputs.render import PromptRenderer
 from ..inputs.tokens import Sent, TokenCounter, counting_pool, counting_workers, load_counter
@@ -26,7 +26,7 @@ from ..pricing.prices import describe
 from ..replay.backends import Request, create_backend, text_as_chat
 from ..replay.identity import model_identity
 from ..replay.incremental import request_hash, split
-from ..replay.measure import Progress, TokensOnly, replay
+from ..replay.measure import Progress, TokensOnly, replay, route
 from ..replay.shards import shard_of
 from ..safety.deadlines import budget_now
 from ..safety.errors import BackendError
@@ -279,7 +279,7 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
         hashes = {request.id: request_hash(identity, request) for request, _, _ in requests}
         reused: dict[str, PromptResult] = {}
         if (changed_only or spec.replay == "changed") and base is not None:
-            requests, reused = split(requests, hashes, base_results)
+            requests, reused = split(requests, hashes, base_results, lambda record: price_now(spec, record))
         replayed: list[PromptResult] = []
         fingerprint = dict(base.fingerprint) if base is not None else {**environment(), "mode": mode}
         if requests:
@@ -315,6 +315,14 @@ def measure_suite(spec: SuiteSpec, base: SuiteEntry | None, tokens_only_mode: bo
 
         entry = replace(entry, calibration=Calibration(WORKLOAD, tuple(probe.samples)))
     return entry, references
+
+
+def price_now(spec: SuiteSpec, record: PromptResult) -> TokenPrice | GpuPrice | None:
+    """The price a record is billed at under this run's config (a routed suite's: its answering model's)."""
+    if spec.routing_default and spec.routes is not None:
+        found = route(spec.routes, record.served_by) if record.served_by else None
+        return found[1] if found is not None else None
+    return spec.model.pricing
 
 
 def prefix_shares(spec: SuiteSpec, prep: Prepared) -> dict[str, int]:

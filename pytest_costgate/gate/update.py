@@ -72,8 +72,9 @@ def _merge(name: str, entry: SuiteEntry, old: SuiteEntry | None, partial: bool) 
     """The entry to store for one suite, or None (keep the old one) when this run missed prompts."""
     if old is not None and any(r.reused for r in entry.prompts.values()):
         # An incremental run: unchanged prompts keep the baseline's own records, timings included.
-        kept = {pid: (old.prompts[pid] if r.reused and pid in old.prompts else replace(r, reused=False))
-                for pid, r in entry.prompts.items()}
+        # (their timings are the baseline's; their cost this run's, priced again at this run's prices)
+        kept = {pid: (replace(old.prompts[pid], cost=r.cost, weight=r.weight) if r.reused and pid in old.prompts
+                      else replace(r, reused=False)) for pid, r in entry.prompts.items()}
         entry = replace(entry, prompts=MappingProxyType(kept),
                         metrics=aggregate(list(kept.values()), entry.requests_per_month).metrics())
     failed = [pid for pid, r in entry.prompts.items() if r.error is not None]

@@ -88,20 +88,11 @@ class GenaiBackend:
         self.model_file = model_file if model_file.is_file() else config_file
 
     @classmethod
-    def identity(cls, spec: ModelSpec) -> str:
-        """The folder's weights, genai config and tokenizer files (for incremental replay)."""
-        from ..identity import digest_of
+    def identity(cls, spec: ModelSpec) -> Any:
+        """Every file of the model folder and an explicit chat template (for incremental replay)."""
+        from ..identity import local_identity
 
-        folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
-        parts = []
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.is_file() and path.suffix in (".onnx", ".json", ".data", ".jinja"):
-                parts.append(f"{path.name}={digest_of(path)}")
-        if spec.options.get("chat_template"):
-            explicit = (spec.base_dir / str(spec.options["chat_template"])).resolve()
-            if explicit.is_file():
-                parts.append(digest_of(explicit))
-        return ";".join(parts)
+        return local_identity(spec)
 
     def fingerprint(self) -> dict[str, str]:
         from ..identity import digest_of

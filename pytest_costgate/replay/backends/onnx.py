@@ -73,22 +73,12 @@ class OnnxBackend:
         self.ort_version = ort.__version__
 
     @classmethod
-    def identity(cls, spec: ModelSpec) -> str:
-        """The model file's content (for incremental replay: a new export replays every prompt)."""
-        from ..identity import digest_of
+    def identity(cls, spec: ModelSpec) -> Any:
+        """Every file of the export folder and an explicit chat template (incremental replay: any change to
+        the weights, external data, config or tokenizer files replays every prompt)."""
+        from ..identity import local_identity
 
-        folder = (spec.base_dir / str(spec.options.get("path", ""))).resolve()
-        model = cls._model_file(folder, spec.options.get("file"), spec.where)
-        parts = [digest_of(model)]
-        # what shapes the tokens besides the weights: tokenizer, its config (chat template, specials), generation
-        extra = [folder / n for n in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                                      "chat_template.jinja")]
-        if spec.options.get("chat_template"):
-            extra.append((spec.base_dir / str(spec.options["chat_template"])).resolve())
-        for path in extra:
-            if path.is_file():
-                parts.append(digest_of(path))
-        return ":".join(parts)
+        return local_identity(spec)
 
     @staticmethod
     def _model_file(folder: Path, name: Any, where: str) -> Path:
@@ -133,7 +123,8 @@ class OnnxBackend:
         edited = with_argmax(model) if opts.get("argmax", True) is not False else None
         try:
             try:
-                session = ort.InferenceSession(str(edited or model), sess_options=options, providers=providers)
+                session = ort.InferenceSession(edited if edited is not None else str(model), sess_options=options,
+                                               providers=providers)
             except Exception:  # noqa: BLE001 - the edited copy failed: the model as exported decides
                 if edited is None:
                     raise

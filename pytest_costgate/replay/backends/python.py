@@ -22,6 +22,14 @@ class PythonBackend:
     def check_options(cls, options: Any, fail: Callable[[str, str], Exception]) -> None:
         check_concurrency(options, fail)
 
+    @classmethod
+    def identity(cls, spec: ModelSpec) -> str:
+        """The function's module file (incremental replay: an edit to it replays every prompt; what it imports
+        or reads is not covered)."""
+        from ..identity import module_identity
+
+        return module_identity(spec.options.get("function", ""), (spec.base_dir / str(spec.options.get("path", "."))))
+
     def __init__(self, spec: ModelSpec) -> None:
         # concurrency > 1 calls the function from several threads at once: it must be thread-safe
         self.concurrency, self.max_requests_per_s = check_concurrency(

@@ -131,7 +131,7 @@ def edit(data: bytes) -> bytes | None:
                 outputs += [data[v:s].decode("utf-8", "replace") for f, w, _, v, s in _fields(data, value, stop)
                             if f == 1 and w == _LEN]
             elif field == 5 and wire == _LEN:  # an initializer: external data (13) or data_location EXTERNAL (14)
-                for f, w, _, v, s in _fields(data, value, stop):
+                for f, _wire, _, v, _end in _fields(data, value, stop):
                     if f == 13 or (f == 14 and _read_varint(data, v)[0] == 1):
                         return None
         if "logits" not in outputs or NEXT in outputs:

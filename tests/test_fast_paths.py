@@ -110,3 +110,35 @@ def test_reuse_prices_again_gpu_time_at_its_baseline_timings():
     again = reuse(old, Decimal(1), GpuPrice(Decimal(36)))
     assert again.cost == Decimal("0.005") and again.e2e_ms is None and again.reused
     assert reuse(replace(old, busy_ms=None), Decimal(1), None).cost is None
+
+
+def test_merge_refuses_parts_that_do_not_add_up(pytester, demo, capsys):
+    from pytest_costgate.cli import main
+
+    for k in (1, 2):
+        pytester.runpytest(*GATE, "-k", "support-answer", "--costgate-shard", f"{k}/2", "--costgate-report",
+                           f"part-{k}.json").assert_outcomes(passed=1)
+    config = str(demo / "costgate.yaml")
+
+    def merge_with(change) -> str:
+        part = json.loads((demo / "part-2.json").read_text())
+        prompts = part["suites"]["support-answer"]["prompts"]
+        change(part, prompts)
+        (demo / "edited.json").write_text(json.dumps(part))
+        assert main(["merge", str(demo / "part-1.json"), str(demo / "edited.json"), "-o", str(demo / "m.json"),
+                     "--config", config]) == 2
+        return capsys.readouterr().err
+
+    assert main(["merge", str(demo / "part-1.json"), str(demo / "part-2.json"), "-o", str(demo / "m.json"),
+                 "--config", config]) == 0
+    capsys.readouterr()
+    cost = lambda part, prompts: prompts["rows"][0].__setitem__(prompts["columns"].index("cost"), "0")  # noqa: E731
+    assert "costs 0 in the part, but its usage costs" in merge_with(cost)
+    drop = lambda part, prompts: prompts["rows"].pop()  # noqa: E731
+    assert "is missing" in merge_with(drop) and "edited.json" in capsys.readouterr().err + "edited.json"
+    foreign = lambda part, prompts: prompts["rows"][0].__setitem__(0, "not-in-the-prompt-set")  # noqa: E731
+    assert "prompt 'not-in-the-prompt-set' is not in shard 2/2" in merge_with(foreign)
+    tokens = lambda part, prompts: prompts["rows"][0].__setitem__(prompts["columns"].index("rendered_tokens"), 1)  # noqa: E731
+    assert "says it rendered to 1 tokens" in merge_with(tokens)
+    unhashed = lambda part, prompts: part.pop("config_sha256")  # noqa: E731
+    assert "does not say which config made it" in merge_with(unhashed)

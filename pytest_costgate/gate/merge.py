@@ -11,7 +11,7 @@ from ..store.document import Document, SuiteEntry
 from ..store.schema import read_document
 from ..store.stamp import config_digest, document
 from ..store.write import write_json_atomic
-from .parts import join_and_judge
+from .parts import join_and_judge, verify_parts
 
 
 def load_parts(paths: list[Path]) -> list[Document]:
@@ -26,6 +26,10 @@ def load_parts(paths: list[Path]) -> list[Document]:
                                 "pytest --costgate --costgate-shard K/N --costgate-report PATH.")
         parts.append(doc)
     first = parts[0]
+    for path, doc in zip(paths, parts):
+        if not doc.config_sha256:
+            raise CostgateError(f"{path} does not say which config made it (no config_sha256): merge checks that "
+                                "every part comes from one config, and can't for this one. Re-run its matrix job.")
     totals = {doc.shard[1] for doc in parts if doc.shard}
     if len(totals) != 1:
         raise CostgateError(f"the parts split the suites differently ({', '.join(f'/{n}' for n in sorted(totals))}); "
@@ -71,7 +75,7 @@ def merge_parts(paths: list[Path], output: Path, config_path: Path | None = None
     first = parts[0]
     path = config_path or Path(first.config or "costgate.yaml")
     config = load_config(path)
-    if first.config_sha256 and config_digest(config.path) != first.config_sha256:
+    if config_digest(config.path) != first.config_sha256:
         raise CostgateError(f"{path} is not the config the parts were made with (its content differs); pass the "
                             "config of that commit with --config.")
     baseline_file = baseline_path or config.baseline
@@ -82,6 +86,8 @@ def merge_parts(paths: list[Path], output: Path, config_path: Path | None = None
         if spec.name not in first.suites:
             continue
         shards = {doc.shard[0]: doc.suites[spec.name] for doc in parts}  # type: ignore[index]
+        names = {doc.shard[0]: str(p) for p, doc in zip(paths, parts)}  # type: ignore[index]
+        verify_parts(spec, shards, total, baseline.suites.get(spec.name) if baseline else None, names)
         suites[spec.name] = join_and_judge(config, spec, shards, total, baseline)
     removed = removed_suites(suites, baseline)
     report = replace(document(config, suites, "report", summary(suites, baseline, removed)), git_sha=first.git_sha)

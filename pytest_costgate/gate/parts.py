@@ -73,3 +73,53 @@ def join_and_judge(config: Config, spec: SuiteSpec, parts: Mapping[int, SuiteEnt
                   if r.reference is not None} if spec.quality is not None else {}
     base = baseline.suites.get(spec.name) if baseline else None
     return judge_entry(config, spec, entry, base, baseline is not None, references)
+
+
+def verify_parts(spec: SuiteSpec, parts: Mapping[int, SuiteEntry], total: int, base: SuiteEntry | None,
+                 names: Mapping[int, str]) -> None:
+    """Partial reports are files a job wrote and anyone could edit before the merge: each must hold exactly its
+    shard of this commit's prompt set, count each prompt as this commit renders it, and price each record at the
+    config's prices (tokens-only parts: exactly the records this commit's prompts give against the baseline).
+    `names`: each part's file, for the error."""
+    from ..pricing.prices import record_usage, request_cost
+    from ..replay.shards import shard_of
+    from .suite import count_tokens_only, price_now
+
+    expected = count_tokens_only(spec, base.prompts if base is not None else {})[0]
+    wanted: dict[int, set[str]] = {}
+    for pid in expected.ids:
+        wanted.setdefault(shard_of(pid, total), set()).add(pid)
+    for k, part in sorted(parts.items()):
+        where = f"{names.get(k, f'part {k}/{total}')}: suite '{spec.name}'"
+        have = set(part.prompts) | set(part.unmeasured)
+        foreign, missing = sorted(have - wanted.get(k, set())), sorted(wanted.get(k, set()) - have)
+        if foreign:
+            raise CostgateError(f"{where}: prompt '{foreign[0]}' is not in shard {k}/{total} of the prompt set at this "
+                                f"commit ({len(foreign)} such); the part is from another prompt set, or was edited.")
+        if missing:
+            raise CostgateError(f"{where}: prompt '{missing[0]}' of shard {k}/{total} is missing ({len(missing)} "
+                                "missing); every prompt of the shard must be measured or listed as unmeasured.")
+        index = expected.index()
+        for pid, record in part.prompts.items():
+            row = expected[pid] if pid in index else None
+            if row is None:
+                continue
+            if record.rendered_tokens != row.rendered_tokens:
+                raise CostgateError(f"{where}: prompt '{pid}' says it rendered to {record.rendered_tokens} tokens; this "
+                                    f"commit's template and tokenizer make {row.rendered_tokens}. Merge parts of this "
+                                    "commit, unedited.")
+            if part.mode == "tokens-only" and (record.input_tokens, record.output_tokens) != (row.input_tokens,
+                                                                                             row.output_tokens):
+                raise CostgateError(f"{where}: prompt '{pid}' has {record.input_tokens} input and "
+                                    f"{record.output_tokens} output tokens; counted again here: {row.input_tokens} and "
+                                    f"{row.output_tokens}.")
+            if record.error is not None:
+                continue
+            price = price_now(spec, record)
+            device = record.busy_ms if record.busy_ms is not None else record.e2e_ms
+            cost = request_cost(price, record_usage(record), device) if price is not None else None
+            if part.mode == "tokens-only" and row.cost is not None:
+                cost = row.cost  # tokens-only cost may be the layout's projection (prefix_cache)
+            if cost != record.cost and not (cost is None and record.cost is None):
+                raise CostgateError(f"{where}: prompt '{pid}' costs {record.cost} in the part, but its usage costs "
+                                    f"{cost} at the config's prices; the part was edited or made with other prices.")

@@ -81,6 +81,7 @@ def _comment(args: argparse.Namespace) -> int:
 
     register_environment()
     register(os.environ.get(args.token_env))
+    _register_config_secrets(Path(args.config) if args.config else Path("costgate.yaml"))
     if args.gate_error is not None:
         try:
             log = Path(args.gate_error).read_text(encoding="utf-8", errors="replace")[-200_000:]
@@ -117,6 +118,49 @@ def _comment(args: argparse.Namespace) -> int:
     else:
         _say(f"costgate: comment {posted.action}" + (f": {posted.url}" if posted.url else ""))
     return 0
+
+
+def _register_config_secrets(path: Path) -> None:
+    """Make the secrets a config names known to the redaction point before anything is rendered: the values of
+    the environment variables its `*_env` options name, URL userinfo, secret-looking header values. The config is
+    loaded as the gate loads it; one that does not load (the gate-error path: maybe that is the error) is read as
+    plain YAML, and every such value found is registered all the same."""
+    import os
+
+    from .config.loader import load_config
+    from .safety.redact import register, register_headers, register_url
+
+    if not path.is_file():
+        return
+    try:
+        load_config(path)  # registers as it validates
+        return
+    except Exception:  # noqa: BLE001 - a broken config: fall back to reading what it names
+        pass
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except Exception:  # noqa: BLE001 - not even YAML: nothing more to learn from it
+        return
+
+    def walk(node: object, depth: int = 0) -> None:
+        if depth > 30:
+            return
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.endswith("_env") and isinstance(value, str):
+                    register(os.environ.get(value))
+                if key == "headers":
+                    register_headers(value)
+                walk(value, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+        elif isinstance(node, str) and "://" in node:
+            register_url(node)
+
+    walk(data)
 
 
 def _say(text: str, err: bool = False) -> None:
@@ -208,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     comment.add_argument("--strict", action="store_true", help="exit 1 when posting fails (default: warn, exit 0)")
     comment.add_argument("--comment-id", help="gate id in the hidden marker, so two gates keep two comments "
                                               "(default: the report's config path)")
+    comment.add_argument("--config", help="costgate.yaml whose secrets (api_key_env, URL passwords, headers) are "
+                                           "redacted from the comment (default: costgate.yaml when present)")
     comment.add_argument("--comment-author", help="login whose comment is updated (default: the token's login, or "
                                                   "github-actions[bot] for the Actions token)")
     comment.set_defaults(run=_comment)

@@ -120,6 +120,19 @@ class FakeOpenAI:
             h.end_headers()
             h.wfile.write(payload)
             return
+        if action == "401-forms":  # the key echoed in other forms: base64 from byte offsets 1 and 2, hex, upper
+            import base64                # case, reversed, split by a space and by a line break, most of it
+            key = h.headers.get("Authorization", "").removeprefix("Bearer ")
+            forms = [base64.b64encode(key[1:].encode()).decode(), base64.b64encode(key[2:].encode()).decode(),
+                     key.encode().hex(), key.upper(), key[::-1], key[:25] + " " + key[25:], key[:25] + "\n" + key[25:],
+                     key[:-3]]
+            payload = json.dumps({"error": {"message": "bad key: " + " | ".join(forms)}}).encode()
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
         if action == "401-echo":
             payload = json.dumps({"error": {"message": "Incorrect API key provided: "
                                             + h.headers.get("Authorization", "") + " and " + h.headers.get("X-Api-Key", ""),

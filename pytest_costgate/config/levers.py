@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .specs import Budgets, GpuPrice, ModelSpec, PrefixCache, TokenPrice
-from .yamlsrc import Key, Reader
+from .yamlsrc import CommaError, Key, Reader, plain_number
 
 BUDGETS = frozenset({"input_tokens_max", "output_tokens_max", "cost_per_request_max", "latency_p95_max"})
 
@@ -63,14 +63,15 @@ def budgets(r: Reader, key: Key) -> Budgets:
     values: dict[str, Any] = {}
     for name in node:
         raw = r.value(key + (name,))
-        text = str(raw).strip().replace(",", "") if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) \
-            else ""
+        text = str(raw).strip() if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else ""
         unit = {"cost_per_request_max": "$", "latency_p95_max": "ms"}.get(name, "")
         number = text.removeprefix("$") if unit == "$" else text.removesuffix("ms").strip() if unit == "ms" else text
         try:
-            amount = Decimal(number)
+            amount = plain_number(number)
             if not amount.is_finite() or amount <= 0 or amount > Decimal(10**9):
                 raise ValueError
+        except CommaError as exc:
+            raise r.fail(key + (name,), f"{exc}.") from None
         except (ArithmeticError, ValueError):
             example = {"$": "'$0.002'", "ms": "'800ms'"}.get(unit, "4000")
             raise r.fail(key + (name,), f"{raw!r} is not a budget: write a positive number such as {example}.") from None

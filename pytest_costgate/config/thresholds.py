@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from .yamlsrc import plain_number
+
 # metric -> (unit of an absolute threshold, noisy?). Noisy metrics are judged statistically.
 METRICS: dict[str, tuple[str, bool]] = {
     "cost_per_request": ("$", False),
@@ -87,8 +89,8 @@ def parse_threshold(metric: str, value: object) -> Threshold:
                              "('+$1,500')")
         raise ValueError(f"{value!r} is not a threshold: {threshold_help(metric)}")
     try:
-        amount = Decimal(match["num"].replace(",", "").replace("_", ""))
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
+        amount = plain_number(match["num"])
+    except (InvalidOperation, ValueError) as exc:  # pragma: no cover - the regex admits only digits
         raise ValueError(f"{value!r} is not a number") from exc
     sign, suffix = match["dollar"], match["unit"]
     if unit == "pp":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,25 @@ Key = tuple[Any, ...]
 MAX_NUMBER = Decimal(10) ** 12  # prices, traffic, limits: beyond this a value is a typo
 _THOUSANDS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
 _UNDERSCORES = re.compile(r"[0-9]+(_[0-9]+)*(\.[0-9]+)?")
+
+
+class CommaError(ValueError):
+    """A comma that is not a thousands separator (a decimal comma: 1,5)."""
+
+
+def plain_number(text: str) -> Decimal:
+    """The one way costgate reads a number a person wrote (prices, traffic, budgets, thresholds): a dot for
+    decimals, thousands grouped as 1,200,000 or 1_200_000; a decimal comma ('1,5', '$0,00001') is refused, never
+    read as 15 or 1. Raises CommaError or ValueError."""
+    text = text.strip()
+    if "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise CommaError(f"{text!r}: write decimals with a dot (1.5) and thousands as 1,200,000 or 1_200_000")
+        text = text.replace(",", "")
+    try:
+        return Decimal(text.replace("_", "") if _UNDERSCORES.fullmatch(text) else text)
+    except ArithmeticError:
+        raise ValueError(f"{text!r} is not a number") from None
 
 
 class Located:
@@ -213,16 +232,13 @@ class Reader:
             text = str(node).strip()
         except ValueError:  # an int of over 4,300 digits
             raise self.fail(key, "expected a number of sane size, got one of thousands of digits.") from None
+        if isinstance(node, bool) or not isinstance(node, (int, float, str)) or len(text) > 60:
+            raise self.fail(key, f"expected a number, got {_kind(node)}.")
         try:
-            if isinstance(node, bool) or not isinstance(node, (int, float, str)) or len(text) > 60:
-                raise InvalidOperation
-            if "," in text:  # thousands separators only: 1,200,000 (never a decimal comma: 1,5)
-                if not _THOUSANDS.fullmatch(text):
-                    raise self.fail(key, f"{text!r}: write decimals with a dot (1.5) and thousands as 1,200,000 or "
-                                         "1_200_000.")
-                text = text.replace(",", "")
-            number = Decimal(text.replace("_", "") if _UNDERSCORES.fullmatch(text) else text)
-        except (ArithmeticError, ValueError):
+            number = plain_number(text)
+        except CommaError as exc:
+            raise self.fail(key, f"{exc}.") from None
+        except ValueError:
             raise self.fail(key, f"expected a number, got {_kind(node)}.") from None
         what = "a whole number" if integer else "a number"
         if not number.is_finite() or number < minimum or (integer and number != number.to_integral_value()):

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..safety.errors import BackendError
-from ..safety.redact import shorten
+from ..safety.redact import server_text, shorten
 
 
 def sse_data(lines: Iterable[str]) -> Iterator[str]:
@@ -49,7 +49,7 @@ def json_events(lines: Iterable[str], done: str | None = "[DONE]") -> Iterator[d
         if not isinstance(event, dict):
             raise BackendError(f"malformed stream event (not an object): {shorten(data, 120)!r}")
         if event.get("error") or event.get("type") in ("error", "response.failed"):
-            raise BackendError(f"server error in stream: {shorten(error_message(event), 300)}")
+            raise BackendError(f"server error in stream: {server_text(error_message(event))}")
         yield event
     if done is not None:
         raise TruncatedStream(f"the stream ended without 'data: {done}'")

@@ -147,6 +147,17 @@ def shorten(text: object, limit: int) -> str:
     return (cut[:space] if space > limit // 2 else cut) + "…"  # at a word's end where there is one
 
 
+_TOKEN_SHAPED = re.compile(r"[A-Za-z0-9+/=_\-.:]{20,}")
+
+
+def server_text(text: object, limit: int = 200) -> str:
+    """What a server said, fit to show: redacted, every run of 20 or more token characters (a key in another
+    form: base64, hex, reversed, upper case, a part of it) masked, cut to `limit`. A server's error text is never
+    copied further than this."""
+    masked = _TOKEN_SHAPED.sub(lambda m: m.group() if "://" in m.group() else MASK, redact(" ".join(str(text).split())))
+    return shorten(masked, limit)
+
+
 def forget_all() -> None:
     """Drop every registered secret (tests only)."""
     global _compiled

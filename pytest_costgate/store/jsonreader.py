@@ -16,7 +16,7 @@ from ..safety.escape import visible
 MAX_NUMBER = Decimal(10) ** 24  # dollars, tokens or requests beyond this are damage, not data
 MAX_TOKENS = 100_000_000
 MAX_TEXT = 1 << 20
-MAX_BYTES = 2 << 30
+MAX_BYTES = 512 << 20  # a million-prompt report is ~150 MB; past this a document is refused unread
 HEX_HASH = re.compile(r"[0-9a-f]{8,64}")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 Path_ = tuple[Any, ...]

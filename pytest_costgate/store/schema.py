@@ -314,14 +314,30 @@ def _gunzip(raw: bytes, path: Path, what: str) -> bytes:
     import gzip
     import io
 
+    data = bytearray()
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
-            data = handle.read(MAX_BYTES + 1)
+            for block in iter(lambda: handle.read(16 << 20), b""):
+                data += block
+                if len(data) > MAX_BYTES:
+                    raise BaselineError(f"{path}: the {what} unpacks to over {MAX_BYTES >> 20} MiB; not a costgate "
+                                        "document (refused before reading it).")
     except (OSError, EOFError) as exc:
         raise BaselineError(f"{path}: the {what} is not readable gzip ({exc}).") from None
-    if len(data) > MAX_BYTES:
-        raise BaselineError(f"{path}: the {what} unpacks to over {MAX_BYTES >> 30} GiB; not a costgate document.")
-    return data
+    return bytes(data)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object naming a key twice (json.loads would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKey(repr(twice[:100]))
+    return out
 
 
 def read_document(path: Path, what: str = "baseline") -> Document | None:
@@ -333,7 +349,7 @@ def read_document(path: Path, what: str = "baseline") -> Document | None:
         if not stat.S_ISREG(info.st_mode):
             raise BaselineError(f"{path}: the {what} is not a regular file (a folder, device or pipe?). Fix the path.")
         if info.st_size > MAX_BYTES:
-            raise BaselineError(f"{path}: the {what} is over {MAX_BYTES >> 30} GiB; not a costgate document.")
+            raise BaselineError(f"{path}: the {what} is over {MAX_BYTES >> 20} MiB; not a costgate document.")
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
@@ -342,7 +358,11 @@ def read_document(path: Path, what: str = "baseline") -> Document | None:
     if raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, path, what)
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        raise BaselineError(f"{path}: the {what} gives {exc} twice; a document names each field once. {fix}") from None
+    except MemoryError:
+        raise BaselineError(f"{path}: the {what} is too big to read in this machine's memory. {fix}") from None
     except UnicodeDecodeError:
         raise BaselineError(f"{path}: the {what} is not UTF-8 text. {fix}") from None
     except json.JSONDecodeError as exc:

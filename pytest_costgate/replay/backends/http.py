@@ -26,7 +26,7 @@ from ...net.httpguard import DEADLINES, guarded_session
 from ...net.retry import retry_after
 from ...net.sse import TruncatedStream, error_message, json_events
 from ...safety.errors import BackendError
-from ...safety.redact import redact, register, register_headers, shorten
+from ...safety.redact import redact, register, register_headers, server_text, shorten
 from . import CONCURRENCY_OPTIONS, NO_USAGE, Completion, Request, check_concurrency
 from .openai_options import seconds
 
@@ -323,7 +323,7 @@ class HttpBackend:
         if not isinstance(payload, dict):
             raise BackendError(f"{self.shown_url}: unexpected response: {shorten(payload, 120)}")
         if payload.get("error") or payload.get("type") == "error":
-            raise BackendError(f"{self.shown_url}: server error: {shorten(error_message(payload), 300)}")
+            raise BackendError(f"{self.shown_url}: server error: {server_text(error_message(payload))}")
         return payload
 
     def _unstreamed(self, response: requests.Response, start: float) -> Completion:
@@ -337,14 +337,16 @@ class HttpBackend:
         return believed(reader.completion(e2e, e2e))
 
     def _http_error(self, response: requests.Response) -> Exception:
+        # only the error's message field, masked (a key echoed in any form is token-shaped); a body that is not
+        # a JSON error gives the status alone
         try:
             raw = self._read_body(response, time.perf_counter())
-            detail = error_message(json.loads(raw))
+            detail = server_text(error_message(json.loads(raw)))
         except BackendError:
             detail = "(an oversized error body)"
         except ValueError:
-            detail = raw.decode("utf-8", "replace").strip() or str(response.reason)
-        message = f"{self.shown_url} answered HTTP {response.status_code}: {shorten(detail, 300)}"
+            detail = server_text(response.reason or "", 80)
+        message = f"{self.shown_url} answered HTTP {response.status_code}: {detail}"
         if response.status_code in RETRY_STATUS:
             return Retryable(message, retry_after(response.headers.get("Retry-After")))
         hint = self.HINTS.get(response.status_code)

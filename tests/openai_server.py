@@ -121,7 +121,7 @@ class FakeOpenAI:
             h.wfile.write(payload)
             return
         if action == "401-forms":  # the key echoed in other forms: base64 from byte offsets 1 and 2, hex, upper
-            import base64                # case, reversed, split by a space and by a line break, most of it
+            import base64  # case, reversed, split by a space and by a line break, most of it
             key = h.headers.get("Authorization", "").removeprefix("Bearer ")
             forms = [base64.b64encode(key[1:].encode()).decode(), base64.b64encode(key[2:].encode()).decode(),
                      key.encode().hex(), key.upper(), key[::-1], key[:25] + " " + key[25:], key[:25] + "\n" + key[25:],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -253,3 +254,46 @@ def test_fast_rows_agree_with_the_exact_checks(rows):
         return
     if fast is not None:
         assert fast == exact
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=3), max_size=40), max_size=12),
+       st.integers(min_value=1, max_value=8), st.integers(min_value=1, max_value=5))
+def test_bounded_cache_share_equals_the_exact_longest_common_prefix(sequences, min_tokens, block):
+    """The digest-per-block count (bounded memory) gives what the longest shared prefix gives."""
+    from pytest_costgate.config.specs import PrefixCache
+    from pytest_costgate.inputs.cache_share import cacheable, cacheable_tokens, shared_prefixes
+
+    rule = PrefixCache(min_tokens=min_tokens, block=block)
+    exact = [cacheable(n, rule) for n in shared_prefixes([tuple(s) for s in sequences])]
+    assert cacheable_tokens(iter(sequences), rule) == exact
+
+
+@SETTINGS
+@given(st.decimals(min_value=0, max_value=10**9, places=3, allow_nan=False), st.booleans())
+def test_numbers_read_the_way_they_are_written(value, underscores):
+    """Thousands grouped with commas or underscores read as written; a decimal comma is refused, never misread."""
+    from pytest_costgate.config.yamlsrc import CommaError, plain_number
+
+    whole, _, frac = f"{value:f}".partition(".")
+    grouped = f"{int(whole):_}" if underscores else f"{int(whole):,}"
+    text = grouped + (f".{frac}" if frac else "")
+    assert plain_number(text) == value
+    if frac.rstrip("0") and (len(frac) != 3 or int(whole) == 0):  # '12,500' reads as thousands: not refusable
+        with pytest.raises(CommaError):
+            plain_number(f"{whole},{frac}")
+
+
+@SETTINGS
+@given(st.sampled_from(["suites", "schema", "kind", "summary"]))
+def test_a_document_naming_a_key_twice_is_refused(key):
+    import tempfile
+
+    from pytest_costgate.safety.errors import BaselineError
+    from pytest_costgate.store.schema import read_document
+
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "doc.json"
+    path.write_text('{"schema": "costgate/1", "kind": "baseline", "suites": {}, "summary": {}, ' + f'"{key}": {{}}}}')
+    with pytest.raises(BaselineError, match="twice"):
+        read_document(path)

@@ -3,8 +3,6 @@ comment the Action posts from the whole pytest log when the gate could not run."
 from __future__ import annotations
 
 import base64
-import json
-from pathlib import Path
 
 from pytest_costgate.cli import main
 

@@ -12,7 +12,7 @@ import yaml
 
 Key = tuple[Any, ...]
 MAX_NUMBER = Decimal(10) ** 12  # prices, traffic, limits: beyond this a value is a typo
-_THOUSANDS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?")
+_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?")  # never 0,001: a decimal comma
 _UNDERSCORES = re.compile(r"[0-9]+(_[0-9]+)*(\.[0-9]+)?")
 
 

@@ -149,7 +149,8 @@ def prepare(spec: SuiteSpec, keep: Callable[[str], bool] | None = None) -> Prepa
     counter = load_counter(spec.model.tokenizer)
     rendered = renderer.render_all(prompt_set.records)
     sent, _ = sent_of(spec, counter)
-    return Prepared(prompt_set, renderer, counter, rendered, counter.count_all(rendered, sent), spec.model.base_dir)
+    return Prepared(prompt_set, renderer, counter, rendered, counter.count_all(rendered, sent, [r.id for r in prompt_set.records]),
+                    spec.model.base_dir)
 
 
 def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult], progress: Progress | None = None,
@@ -198,7 +199,7 @@ def count_tokens_only(spec: SuiteSpec, base_results: Mapping[str, PromptResult],
                     chunk = [r for r in chunk if keep(r.id)]
                 rendered = renderer.render_all(chunk)
                 inflight.append((chunk, by_endpoint.count_later(chunk, rendered) if by_endpoint is not None else
-                                 counter.count_later(pool, rendered, slices[0], sent)))
+                                 counter.count_later(pool, rendered, slices[0], sent, [r.id for r in chunk])))
                 if len(inflight) > 2:
                     finish(*inflight.popleft())
             while inflight:

@@ -9,8 +9,11 @@ is what the prompt layout allows, the figure a template edit can destroy.
 """
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +52,36 @@ def shared_prefixes(sequences: Sequence[tuple[int, ...]]) -> list[int]:
     return shared
 
 
-def cacheable_tokens(sequences: Sequence[Sequence[int]], rule: PrefixCache) -> list[int]:
-    return [cacheable(n, rule) for n in shared_prefixes([tuple(s) for s in sequences])]
+def checkpoints(sequence: Sequence[int], rule: PrefixCache) -> list[bytes]:
+    """A digest of each prefix a cache could serve (min_tokens, then each further block), each chained to the
+    one before: two prompts share the digest at a length exactly when they share that prefix (to 2^-128)."""
+    out: list[bytes] = []
+    if len(sequence) < rule.min_tokens:
+        return out
+    ids = array("Q", sequence)
+    digest = hashlib.blake2b(ids[:rule.min_tokens].tobytes(), digest_size=16).digest()
+    out.append(digest)
+    for end in range(rule.min_tokens + rule.block, len(ids) + 1, rule.block):
+        digest = hashlib.blake2b(digest + ids[end - rule.block:end].tobytes(), digest_size=16).digest()
+        out.append(digest)
+    return out
+
+
+def cacheable_tokens(sequences: Iterable[Sequence[int]], rule: PrefixCache) -> list[int]:
+    """Each sequence's tokens a prefix cache could serve: the longest of its cacheable prefixes another sequence
+    shares (the same as cacheable(shared_prefixes(...)), in bounded memory: only the sequences' prefix digests
+    are kept, ~16 bytes per block, never the token ids; `sequences` may be a generator)."""
+    kept = [checkpoints(s, rule) for s in sequences]
+    seen = Counter(d for digests in kept for d in digests)
+    out = []
+    for digests in kept:
+        k = next((i for i in range(len(digests) - 1, -1, -1) if seen[digests[i]] > 1), None)
+        out.append(0 if k is None else rule.min_tokens + k * rule.block)
+    return out
 
 
 def token_ids(counter: Any, rendered: Sequence[Any], as_chat: bool = False,
-              tools: Sequence[Any] | None = None) -> list[list[int]]:
+              tools: Sequence[Any] | None = None) -> Iterator[list[int]]:
     """The tokens of each rendered prompt as the counter's tokenizer makes them (a chat: rendered with the
     model's chat template when it has one, tool definitions included, else role and content of each message in
     order). `as_chat`: a text prompt is sent as the user message, so a chat template renders it as one."""
@@ -66,20 +93,18 @@ def token_ids(counter: Any, rendered: Sequence[Any], as_chat: bool = False,
             return list(engine.encode_ordinary(text))
         return list(engine.encode(text, add_special_tokens=False).ids)
 
-    out = []
     for prompt in rendered:
         if isinstance(prompt, str) and as_chat and chat is not None:
-            out.append(encode(chat.render(({"role": "user", "content": prompt},), tools=tools)))
+            yield encode(chat.render(({"role": "user", "content": prompt},), tools=tools))
         elif isinstance(prompt, str):
-            out.append(encode(prompt))
+            yield encode(prompt)
         elif chat is not None:
-            out.append(encode(chat.render(prompt, tools=tools)))
+            yield encode(chat.render(prompt, tools=tools))
         else:
             ids: list[int] = []
             for message in prompt:
                 ids += encode(f"{message.get('role', '')}\n{message.get('content', '')}\n")
-            out.append(ids)
-    return out
+            yield ids
 
 
 def _common_text(texts: Sequence[str]) -> str:

@@ -21,10 +21,11 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..safety.errors import TemplateError
-from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, LimitedSandbox, RenderTimeout, render_timeout
+from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, LimitedSandbox, RenderTimeout, bounded_render, harden, render_timeout
 
 SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
 
@@ -43,6 +44,8 @@ def _raise(message: object) -> None:
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
             sort_keys: bool = False) -> str:
+    if isinstance(indent, int) and indent > 100 or isinstance(indent, str) and len(indent) > 100:
+        raise SecurityError(f"tojson indent {str(indent)[:20]!r} is over 100")
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -60,6 +63,7 @@ class ChatFormat:
         self.hash = hashlib.sha256(json.dumps([source, sorted(self.specials.items())]).encode("utf-8")).hexdigest()[:16]
         env = _ChatSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols],
                            keep_trailing_newline=False, autoescape=False)
+        harden(env)
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = _strftime_now
@@ -77,8 +81,8 @@ class ChatFormat:
         try:
             with WATCHDOG.watch() as job:
                 job.deadline = time.monotonic() + render_timeout()
-                text = self.template.render(messages=chat, add_generation_prompt=True, tools=tools or None, documents=None,
-                                            **self.specials)
+                text = bounded_render(self.template, dict(messages=chat, add_generation_prompt=True,
+                                                          tools=tools or None, documents=None, **self.specials))
         except RenderTimeout:
             raise TemplateError(f"{self.origin}: rendering prompt '{prompt_id}' with the chat template took over "
                                 f"{render_timeout():g}s.") from None

@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..config.specs import TemplateSpec
 from ..safety.errors import TemplateError
-from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
+from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, bounded_render, limited_environment, render_timeout
 from .prompts import PromptRecord
 
 Messages = tuple[dict[str, str], ...]
@@ -232,7 +232,7 @@ class PromptRenderer:
                 return _checked(text, part, record)
             return text
         try:
-            text = part.template.render(context)
+            text = bounded_render(part.template, context)
         except RenderTimeout:
             raise
         except jinja2.TemplateError as exc:

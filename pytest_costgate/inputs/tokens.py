@@ -56,14 +56,17 @@ class TokenCounter:
         self.engine = engine  # the tiktoken Encoding or tokenizers.Tokenizer doing the work
         self._slices = slices  # whether counting splits over threads (tiktoken) or parallelises itself (tokenizers)
 
-    def count_all(self, prompts: Sequence[Any], sent: Sent | None = None) -> list[int]:
-        """Input tokens of rendered prompts (texts, or chat messages) as they are sent (see Sent)."""
-        texts, extra, counts = self._plan(prompts, sent or PLAIN)
+    def count_all(self, prompts: Sequence[Any], sent: Sent | None = None, ids: Sequence[str] | None = None
+                  ) -> list[int]:
+        """Input tokens of rendered prompts (texts, or chat messages) as they are sent (see Sent); `ids` name the
+        prompts in a chat template's errors."""
+        texts, extra, counts = self._plan(prompts, sent or PLAIN, ids)
         for i, n in zip(texts, self.count_many([prompts[i] for i in texts])):
             counts[i] = n + extra
         return counts
 
-    def _plan(self, prompts: Sequence[Any], sent: Sent) -> tuple[list[int], int, list[int]]:
+    def _plan(self, prompts: Sequence[Any], sent: Sent, ids: Sequence[str] | None = None
+              ) -> tuple[list[int], int, list[int]]:
         """(positions of the texts the encoder counts, what to add to each, the counts of the rest, counted here):
         a text sent as the user message is counted with OpenAI's accounting as its text plus a constant, or
         rendered with the model's chat template; chat messages are counted here, tool definitions included."""
@@ -77,20 +80,21 @@ class TokenCounter:
         counts = [0] * len(prompts)
         texts = []
         for i, prompt in enumerate(prompts):
+            pid = ids[i] if ids is not None else "?"
             if not isinstance(prompt, str):
-                counts[i] = self.count_messages(prompt, tools)
+                counts[i] = self.count_messages(prompt, tools, pid)
             elif wrap:
-                counts[i] = self.count_messages(({"role": "user", "content": prompt},), tools)
+                counts[i] = self.count_messages(({"role": "user", "content": prompt},), tools, pid)
             else:
                 texts.append(i)
         return texts, extra, counts
 
     def count_later(self, pool: Executor, prompts: Sequence[Any], workers: int,
-                    sent: Sent | None = None) -> Callable[[], list[int]]:
+                    sent: Sent | None = None, ids: Sequence[str] | None = None) -> Callable[[], list[int]]:
         """Start counting rendered prompts (texts, or chat messages) as they are sent on `pool`; the returned call
         waits for the counts. Lets the caller parse and render the next chunk while these are counted (the
         encoders release the GIL)."""
-        positions, extra, counts = self._plan(prompts, sent or PLAIN)
+        positions, extra, counts = self._plan(prompts, sent or PLAIN, ids)
         if len(positions) != len(prompts) or extra:
             wait = self.count_later(pool, [prompts[i] for i in positions], workers)
 
@@ -138,13 +142,14 @@ class TokenCounter:
     def count_many(self, texts: list[str]) -> list[int]:
         return self._lengths(texts)
 
-    def count_messages(self, messages: Sequence[Mapping[str, str]], tools: Sequence[Any] | None = None) -> int:
+    def count_messages(self, messages: Sequence[Mapping[str, str]], tools: Sequence[Any] | None = None,
+                       prompt_id: str = "?") -> int:
         """With the model's chat template: the tokens of the rendered conversation (as transformers'
         apply_chat_template(add_generation_prompt=True, tools=...) counts them). Else OpenAI's accounting:
         per-message overhead, role and content tokens, name, reply priming, and the tool definitions (see
         tool_tokens; uncountable ones add nothing: tools_counted() says whether they were)."""
         if self.chat is not None:
-            return self._lengths([self.chat.render(messages, tools=tools)])[0]
+            return self._lengths([self.chat.render(messages, prompt_id, tools=tools)])[0]
         parts: list[str] = []
         extra = self.spec.reply_priming
         for message in messages:

@@ -12,17 +12,21 @@ from ..safety.redact import server_text, shorten
 def sse_data(lines: Iterable[str]) -> Iterator[str]:
     """Yield each event's data (multi-line data joined), per the HTML SSE rules; comments skipped."""
     data: list[str] = []
+    size = 0
     for line in lines:
         if line == "":
             if data:
                 yield "\n".join(data)
-                data = []
+                data, size = [], 0
             continue
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
         if name == "data":
             data.append(value[1:] if value.startswith(" ") else value)
+            size += len(value)
+            if size > MAX_EVENT_CHARS:  # an event that never ends is refused as it grows, not once it is whole
+                raise BackendError(f"a stream event is over {MAX_EVENT_CHARS >> 20} MiB; not an event stream")
     if data:
         yield "\n".join(data)
 

@@ -14,7 +14,7 @@ import jinja2
 from ..safety.errors import TemplateError
 from ..safety.escape import markdown_cell as cell
 from ..safety.redact import redact
-from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, limited_environment, render_timeout
+from ..safety.sandbox import MAX_OUTPUT, WATCHDOG, RenderTimeout, bounded_render, limited_environment, render_timeout
 from ..store.document import Document, SuiteEntry, Summary
 from ..store.stamp import VERSION as __version__
 from ..store.verdicts import Row
@@ -317,7 +317,7 @@ def render_markdown(report: Document, template: Path | None = None, limit: int =
         try:
             with WATCHDOG.watch() as job:
                 job.deadline = time.monotonic() + 10 * render_timeout()
-                body = tpl.render(**ctx)
+                body = bounded_render(tpl, ctx)
         except RenderTimeout:
             raise TemplateError(f"{template or 'comment.md.j2'}: rendering took over {10 * render_timeout():g}s; "
                                 "simplify the template.") from None

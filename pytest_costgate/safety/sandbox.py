@@ -14,6 +14,8 @@ import os
 import re
 from typing import Any
 
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -52,7 +54,15 @@ class LimitedSandbox(SandboxedEnvironment):
     """The sandbox, refusing operations that would build a huge string, list or number in one step: `*`, `**`,
     `+` of long values, and calls like ljust(10**9) or '{:>999999999}'.format(x)."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class: type = None  # type: ignore[assignment]  # set below: `~` joins through bounded_concat
+
+    def bounded_concat(self, parts: Any) -> str:
+        """`a ~ b ~ c`, refused past MAX_OUTPUT characters (Jinja's own join has no sandbox hook)."""
+        texts = [str(p) for p in parts]
+        if sum(map(len, texts)) > MAX_OUTPUT:
+            raise SecurityError(f"'~' would build a text of over {MAX_OUTPUT:,} characters")
+        return "".join(texts)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         for value in (*args, *kwargs.values()):
@@ -78,6 +88,10 @@ class LimitedSandbox(SandboxedEnvironment):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
                     raise SecurityError(f"'*' would build a value of {len(seq) * times:,} items (at most {MAX_OUTPUT:,})")
             return operator.mul(left, right)
+        if operator_ == "%":
+            if isinstance(left, str) and _BIG_WIDTH.search(left):
+                raise SecurityError("a format width over 7 digits would build a huge value")
+            return operator.mod(left, right)
         if operator_ == "**":
             if isinstance(left, int) and isinstance(right, int) and abs(right) > 64 and abs(left) > 1:
                 raise SecurityError("'**' with an exponent over 64 would build a huge number")
@@ -101,11 +115,57 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
     return str(value) % (kwargs or args)
 
 
+def _indent(value: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
+    """Jinja's `indent` filter, without widths that would build a huge string."""
+    if isinstance(width, int) and width > 10_000 or isinstance(width, str) and len(width) > 10_000:
+        raise SecurityError(f"indent width {str(width)[:20]!r} is over 10,000")
+    from jinja2.filters import do_indent
+
+    text = do_indent(str(value), width, first, blank)
+    if len(text) > MAX_OUTPUT:
+        raise SecurityError(f"indent would build a text of over {MAX_OUTPUT:,} characters")
+    return text
+
+
+def harden(env: SandboxedEnvironment) -> SandboxedEnvironment:
+    """The filters that could build a huge value in one call, bounded (every sandbox costgate makes has them)."""
+    env.filters["center"] = _center
+    env.filters["format"] = _format
+    env.filters["indent"] = _indent
+    return env
+
+
 def limited_environment(loader: Any = None) -> LimitedSandbox:
     """A sandbox for templates a pull request can change (prompt templates, the PR comment template)."""
     import jinja2
 
     env = LimitedSandbox(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters["center"] = _center
-    env.filters["format"] = _format
+    harden(env)
     return env
+
+
+def bounded_render(template: Any, context: Any) -> str:
+    """template.render, but stopped as soon as the output passes MAX_OUTPUT characters (render() would build all
+    of it first)."""
+    pieces = []
+    size = 0
+    for piece in template.generate(context):
+        size += len(piece)
+        if size > MAX_OUTPUT:
+            raise SecurityError(f"the template renders over {MAX_OUTPUT:,} characters")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+class _BoundedGenerator(CodeGenerator):
+    """Jinja's code generator, with `~` compiled to the sandbox's bounded join."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+LimitedSandbox.code_generator_class = _BoundedGenerator

@@ -76,6 +76,12 @@ def too_long(request: Request, tokens: int, max_new: int, context: int) -> Compl
                             f"model's {context} positions; shorten the prompt or max_new_tokens")
 
 
+def empty_prompt(request: Request) -> Completion:
+    """The error of a prompt that renders to no tokens (a local model has nothing to continue from)."""
+    return Completion(error=f"prompt '{request.id}' renders to no tokens: a local model can't continue from an empty "
+                            "prompt; check the template and the record's vars")
+
+
 class Backend(Protocol):
     """What costgate needs of a model: replay one request, describe where it ran."""
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
 from ...safety.errors import BackendError
-from . import Completion, Request, max_new_tokens, too_long
+from . import Completion, Request, empty_prompt, max_new_tokens, too_long
 
 PROVIDERS = ("auto", "cpu", "cuda")
 
@@ -121,6 +121,10 @@ class GenaiBackend:
         params = requests[0].params
         max_new = max_new_tokens(params, self.default_max_new)
         prompts = [list(map(int, self.tokenizer.encode(text))) for text in texts]
+        if not all(prompts):
+            if len(requests) > 1:
+                return [c for r in requests for c in self.complete_batch([r])]
+            return [empty_prompt(requests[0])]
         width = max(len(p) for p in prompts)
         if self.context is not None and width + max_new > self.context:
             if len(requests) > 1:  # alone, the ones that fit still run

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
 from ...safety.errors import BackendError
-from . import Completion, Request, max_new_tokens, too_long
+from . import Completion, Request, empty_prompt, max_new_tokens, too_long
 from .ort import import_onnxruntime
 
 FILES = ("model.onnx", "decoder_model_merged.onnx")
@@ -173,12 +173,13 @@ class OnnxBackend:
         prompts = [self.tokenizer.encode(text, add_special_tokens=isinstance(r.prompt, str)).ids
                    for r, text in zip(requests, texts)]
         context = self.context
-        over = {i for i, p in enumerate(prompts) if context is not None and len(p) + max_new > context}
-        if over and context is not None:  # those fail alone; the rest of the batch still runs
-            fits = [i for i in range(len(requests)) if i not in over]
+        failed = {i: empty_prompt(requests[i]) for i, p in enumerate(prompts) if not p}
+        failed.update({i: too_long(requests[i], len(p), max_new, context) for i, p in enumerate(prompts)
+                       if p and context is not None and len(p) + max_new > context})
+        if failed:  # those fail alone; the rest of the batch still runs
+            fits = [i for i in range(len(requests)) if i not in failed]
             fitted = dict(zip(fits, self.complete_batch([requests[i] for i in fits]) if fits else []))
-            return [fitted[i] if i in fitted else too_long(requests[i], len(prompts[i]), max_new, context)
-                    for i in range(len(requests))]
+            return [fitted[i] if i in fitted else failed[i] for i in range(len(requests))]
         stop = (lambda ids: any(s in self.tokenizer.decode(ids) for s in stops)) if stops else None
         start = time.perf_counter()
         try:

@@ -30,7 +30,7 @@ def _show(args: argparse.Namespace) -> int:
     report = _load_document(args.report, "report or baseline")
     base = _load_document(args.baseline, "baseline") if args.baseline else None
     for line in summary_lines(report.suites, base, {}, args.baseline):
-        _say(line)
+        _say_line(line)
     return 0
 
 
@@ -163,6 +163,14 @@ def _register_config_secrets(path: Path) -> None:
     walk(data)
 
 
+def _say_line(text: str) -> None:
+    """Print one line of a table: a line feed in it (a suite name in a hostile report) is shown as \\n, so it
+    can't start a forged row."""
+    from .safety.escape import terminal
+
+    print(terminal(text))
+
+
 def _say(text: str, err: bool = False) -> None:
     """Print one message line: redacted, escaped, never a workflow command."""
     from .safety.escape import terminal_block
@@ -177,7 +185,7 @@ def _merge(args: argparse.Namespace) -> int:
     merged = merge_parts([Path(p) for p in args.parts], Path(args.output), Path(args.config) if args.config else None,
                          Path(args.baseline) if args.baseline else None)
     for line in summary_lines(merged.report.suites, merged.baseline, {}, merged.baseline_path, merged.removed):
-        _say(line)
+        _say_line(line)
     _say(f"costgate: merged {merged.parts} parts into {Path(args.output)}")
     summary = merged.report.summary
     return 1 if summary is not None and summary.status == "fail" else 0

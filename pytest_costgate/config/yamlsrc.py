@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import os
 import re
+import subprocess
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -264,7 +267,43 @@ class Reader:
         if not found:
             raise self.fail(key, f"{what} '{path}' does not exist. Fix the path (relative to "
                             f"{self.base}) or create the file.")
+        outside = outside_repository(path, self.base)
+        if outside is not None:
+            raise self.fail(key, outside)
         return path
+
+
+ALLOW_OUTSIDE = "COSTGATE_ALLOW_OUTSIDE_PATHS"
+
+
+@functools.lru_cache(maxsize=64)
+def repository_root(folder: Path) -> Path | None:
+    """The git work tree a folder is in (None outside one)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    top = done.stdout.strip()
+    return Path(top).resolve() if done.returncode == 0 and top else None
+
+
+def outside_repository(path: Path, folder: Path) -> str | None:
+    """Why `path` (resolved, symlinks followed) may not be used: it lies outside the git repository the config is
+    in, so a pull request could point a template or prompt set at /etc/passwd or a runner's secrets and have it
+    rendered, sent and stored. None when it is inside, the config is in no repository, or the workflow opted out
+    (COSTGATE_ALLOW_OUTSIDE_PATHS=1, set by the workflow: a pull request can't set it)."""
+    if os.environ.get(ALLOW_OUTSIDE) == "1":
+        return None
+    root = repository_root(folder.resolve())
+    if root is None:
+        return None
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return (f"'{path}' resolves outside the repository ({root}); a config may only name files in its "
+                f"repository. Move the file in, or set {ALLOW_OUTSIDE}=1 in the workflow's environment.")
+    return None
 
 
 def _kind(node: Any) -> str:

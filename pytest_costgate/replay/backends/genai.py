@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
+from ...config.yamlsrc import outside_repository
 from ...safety.errors import BackendError
 from . import Completion, Request, empty_prompt, max_new_tokens, too_long
 
@@ -43,6 +44,9 @@ class GenaiBackend:
         if "path" not in opts:
             raise BackendError(f"{where}: the genai backend needs 'path:' (the folder with genai_config.json).")
         folder = (spec.base_dir / str(opts["path"])).resolve()
+        outside = outside_repository(folder, spec.base_dir)
+        if outside is not None:
+            raise BackendError(f"{where}: path: {outside}")
         config_file = folder / "genai_config.json"
         if not config_file.is_file():
             raise BackendError(f"{where}: {folder} has no genai_config.json; it is not an onnxruntime-genai model "

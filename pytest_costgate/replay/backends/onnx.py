@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...config.specs import ModelSpec
+from ...config.yamlsrc import outside_repository
 from ...safety.errors import BackendError
 from . import Completion, Request, empty_prompt, max_new_tokens, too_long
 from .ort import import_onnxruntime
@@ -37,6 +38,9 @@ class OnnxBackend:
             raise BackendError(f"{where}: the onnx backend needs 'path:' (the export folder with model.onnx, "
                                "tokenizer.json and generation_config.json).")
         folder = (spec.base_dir / str(opts["path"])).resolve()
+        outside = outside_repository(folder, spec.base_dir)
+        if outside is not None:
+            raise BackendError(f"{where}: path: {outside}")
         model = self._model_file(folder, opts.get("file"), where)
         tokenizer_file = folder / "tokenizer.json"
         if not tokenizer_file.is_file():

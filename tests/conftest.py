@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,10 @@ import pytest_costgate  # noqa: E402
 
 for _module in pkgutil.walk_packages(pytest_costgate.__path__, "pytest_costgate."):
     importlib.import_module(_module.name)
+
+# Test projects name the shared fixtures by absolute path from temporary folders (some of them git repositories of
+# their own): the repository boundary is tested on its own, with this unset (test_untrusted_inputs.py)
+os.environ["COSTGATE_ALLOW_OUTSIDE_PATHS"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import FakeOpenAI  # noqa: E402

@@ -26,6 +26,7 @@ suites:
 
 
 def test_a_template_outside_the_repository_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("COSTGATE_ALLOW_OUTSIDE_PATHS")
     outside = tmp_path.parent / f"{tmp_path.name}-secret.txt"
     outside.write_text("root:x:0:0")
     inside = tmp_path / "repo"

@@ -70,3 +70,34 @@ def test_show_escapes_a_line_feed_in_a_reports_suite_name(tmp_path):
     assert done.returncode == 0
     assert not any(line.startswith("support-answer    PASS") for line in done.stdout.splitlines())
     assert "evil\\nsupport-answer" in done.stdout
+
+
+def test_a_chat_template_error_names_the_prompt(tmp_path):
+    import shutil
+
+    from pytest_costgate.config.specs import TokenizerSpec
+    from pytest_costgate.inputs.tokens import Sent, load_counter
+    from pytest_costgate.safety.errors import TemplateError
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "onnx"
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    shutil.copy(fixtures / "llama-tiny" / "tokenizer.json", folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ raise_exception('no') }}"}))
+    counter = load_counter(TokenizerSpec(tokenizer_json=folder / "tokenizer.json"))
+    with pytest.raises(TemplateError, match="refused prompt 'refund-17'"):
+        counter.count_all(["hi"], Sent(as_chat=True), ["refund-17"])
+
+
+def test_an_empty_prompt_on_a_local_model_is_named():
+    from pytest_costgate.config.specs import ModelSpec, TokenizerSpec
+    from pytest_costgate.replay.backends import Request
+    from pytest_costgate.replay.backends.onnx import OnnxBackend
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "onnx"
+    spec = ModelSpec("m", "onnx", {"path": str(fixtures / "llama-tiny"), "batch_size": 2},
+                     TokenizerSpec(tokenizer_json=fixtures / "llama-tiny" / "tokenizer.json"), None, "x", Path("."))
+    backend = OnnxBackend(spec)
+    empty, fine = backend.complete_batch([Request("blank", "", {"max_new_tokens": 2}),
+                                          Request("ok", "Thanks", {"max_new_tokens": 2})])
+    assert "prompt 'blank' renders to no tokens" in empty.error and fine.error is None
